@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install what `make test` needs on a fresh Debian machine, or say exactly
+# what to install. Optional peers (lua-socket, lua-cqueues) are installed
+# with the rest when we can; specs that need them skip with a reason.
+need=""
+command -v lua5.4 >/dev/null 2>&1 || need="$need lua5.4"
+[ -f "${LUA_INCDIR:-/usr/include/lua5.4}/lua.h" ] || need="$need liblua5.4-dev"
+lua5.4 -e 'require "busted.runner"' >/dev/null 2>&1 || need="$need lua-busted"
+lua5.4 -e 'require "socket"' >/dev/null 2>&1 || need="$need lua-socket"
+lua5.4 -e 'require "cqueues"' >/dev/null 2>&1 || need="$need lua-cqueues"
+command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
+command -v cc >/dev/null 2>&1 || need="$need gcc"
+command -v make >/dev/null 2>&1 || need="$need make"
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "deps: installing$need"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq $need >/dev/null || {
+    echo "deps: apt-get install$need failed" >&2; exit 1; }
+else
+  echo "deps: missing$need" >&2
+  echo "deps: as root, run: apt-get install$need" >&2
+  exit 1
+fi
