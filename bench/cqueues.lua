@@ -1,0 +1,149 @@
+-- cqueues versions of the bench loops. Usage: lua5.4 bench/cqueues.lua LOOP SECONDS
+-- Used outside a controller: cqueues sockets then block by polling. cqueues
+-- has no fork: the second process of two-process loops is another lua5.4
+-- running this file as a peer, connected over a Unix-domain path.
+local ok, cqueues = pcall(require, "cqueues")
+if not ok then
+  io.write("na lua-cqueues not installed\n")
+  os.exit(0)
+end
+local socket = require "cqueues.socket"
+
+local now = cqueues.monotime
+local loop, secs = arg[1], tonumber(arg[2])
+local peerpath
+
+local function out(ops, el)
+  io.write(("ok %d %.6f\n"):format(ops, el))
+end
+
+local function run(batch, body)
+  body()
+  local ops, t0, el = 0, now()
+  repeat
+    for _ = 1, batch do body() end
+    ops = ops + batch
+    el = now() - t0
+  until el >= secs
+  out(ops, el)
+end
+
+local function tmppath()
+  local p = os.tmpname()
+  os.remove(p)
+  return p
+end
+
+-- start `lua5.4 bench/cqueues.lua PEER path` and accept its connection
+local function peer(role)
+  local path = tmppath()
+  local srv = assert(socket.listen { path = path })
+  local h = assert(io.popen(("lua5.4 %q %s %q"):format(arg[0], role, path), "r"))
+  local c = assert(srv:accept())
+  os.remove(path)
+  return c, h
+end
+
+local function connect(path)
+  local c = assert(socket.connect { path = path })
+  assert(c:connect())
+  return c
+end
+
+local msg64 = string.rep("x", 64)
+local loops = {}
+
+function loops.sendrecv()
+  local a, b = socket.pair()
+  run(100, function()
+    a:xwrite(msg64, "n")
+    b:xread(64, "b")
+  end)
+end
+
+function loops.bulk()
+  local c, h = peer("peer-bulk")
+  local bytes, t0, el = 0, now()
+  repeat
+    for _ = 1, 16 do
+      bytes = bytes + #assert(c:xread(65536, "b"))
+    end
+    el = now() - t0
+  until el >= secs
+  c:close()
+  h:close()
+  out(bytes, el)
+end
+
+function loops.pingpong()
+  local c, h = peer("peer-echo")
+  run(100, function()
+    c:xwrite(msg64, "n")
+    c:xread(64, "b")
+  end)
+  c:close()
+  h:close()
+end
+
+function loops.fdpass()
+  local a, b = socket.pair()
+  local f = assert(io.open("/dev/null"))
+  run(100, function()
+    assert(a:sendfd("x", f))
+    local _, fd = b:recvfd()
+    fd:close()
+  end)
+end
+
+function loops.signal()
+  local signal = require "cqueues.signal"
+  signal.block(signal.SIGUSR1)
+  local l = signal.listen(signal.SIGUSR1)
+  local raise, SIGUSR1 = signal.raise, signal.SIGUSR1
+  run(100, function()
+    raise(SIGUSR1)
+    l:wait()
+  end)
+end
+
+function loops.poll()
+  -- cqueues.poll takes objects answering pollfd and events (a socket's own
+  -- events follow its buffered state, so plain readiness needs this form)
+  local list, keep = {}, {}
+  for _ = 1, 500 do
+    local a, b = socket.pair()
+    keep[#keep + 1], keep[#keep + 2] = a, b
+    list[#list + 1] = { pollfd = a:pollfd(), events = "r" }
+    list[#list + 1] = { pollfd = b:pollfd(), events = "r" }
+  end
+  local w, r = socket.pair()
+  w:xwrite("x", "n")
+  local ready = { pollfd = r:pollfd(), events = "r" }
+  list[#list + 1] = ready
+  local poll, unpack = cqueues.poll, table.unpack
+  run(10, function()
+    assert(poll(unpack(list)) == ready)
+  end)
+end
+
+loops["peer-bulk"] = function()
+  local c = connect(peerpath)
+  local chunk = string.rep("b", 65536)
+  while c:xwrite(chunk, "n") do end
+end
+
+loops["peer-echo"] = function()
+  local c = connect(peerpath)
+  while true do
+    local s = c:xread(64, "b")
+    if not s or not c:xwrite(s, "n") then break end
+  end
+end
+
+local fn = loops[loop]
+if not fn then
+  io.write("na not available in cqueues\n")
+  os.exit(0)
+end
+if loop:sub(1, 5) == "peer-" then peerpath = arg[2] end
+fn()

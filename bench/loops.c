@@ -1,0 +1,359 @@
+/*
+ * C baselines for bench/run.lua: the same system calls as the Lua loops,
+ * written plainly. Usage: loops LOOP SECONDS  -> "ok OPS ELAPSED"
+ *                         loops httpd PORTFILE [WORKERS]
+ * (the server writes its port, then its pid and its workers' pids, to PORTFILE)
+ * Built with -O2 into bench/bin/ by bench/run.sh.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double secs;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what) {
+  perror(what);
+  exit(2);
+}
+
+/* run body in batches of `batch` until secs have passed; prints the result */
+#define RUN(batch, ...)                                   \
+  do {                                                    \
+    long ops_ = 0;                                        \
+    double t0_ = now(), el_;                              \
+    do {                                                  \
+      for (int i_ = 0; i_ < (batch); i_++) { __VA_ARGS__; }      \
+      ops_ += (batch);                                    \
+      el_ = now() - t0_;                                  \
+    } while (el_ < secs);                                 \
+    printf("ok %ld %.6f\n", ops_, el_);                   \
+  } while (0)
+
+static void pair(int sv[2]) {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) die("socketpair");
+}
+
+static void xsend(int fd, const char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t r = send(fd, buf, n, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      die("send");
+    }
+    buf += r;
+    n -= (size_t)r;
+  }
+}
+
+static void xrecv(int fd, char *buf, size_t n) {
+  ssize_t r;
+  while ((r = recv(fd, buf, n, 0)) < 0 && errno == EINTR) {
+  }
+  if (r <= 0) die("recv");
+}
+
+static int loop_sendrecv(void) {
+  char buf[64] = {0};
+  int sv[2];
+  pair(sv);
+  RUN(100, { xsend(sv[0], buf, 64); xrecv(sv[1], buf, 64); });
+  return 0;
+}
+
+static int loop_bulk(void) {
+  static char buf[65536];
+  int sv[2];
+  pid_t pid;
+  long long bytes = 0;
+  double t0, el;
+  pair(sv);
+  pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(sv[1]);
+    for (;;) {
+      size_t n = sizeof buf;
+      char *p = buf;
+      while (n > 0) {
+        ssize_t r = send(sv[0], p, n, MSG_NOSIGNAL);
+        if (r < 0) {
+          if (errno == EINTR) continue;
+          _exit(0);
+        }
+        p += r;
+        n -= (size_t)r;
+      }
+    }
+  }
+  close(sv[0]);
+  t0 = now();
+  do {
+    for (int i = 0; i < 16; i++) {
+      ssize_t r = recv(sv[1], buf, sizeof buf, 0);
+      if (r <= 0) die("recv");
+      bytes += r;
+    }
+    el = now() - t0;
+  } while (el < secs);
+  close(sv[1]);
+  waitpid(pid, NULL, 0);
+  printf("ok %lld %.6f\n", bytes, el);
+  return 0;
+}
+
+static int loop_pingpong(void) {
+  char buf[64] = {0};
+  int sv[2];
+  pid_t pid;
+  pair(sv);
+  pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(sv[1]);
+    for (;;) {
+      ssize_t r = recv(sv[0], buf, 64, 0);
+      if (r <= 0) _exit(0);
+      if (send(sv[0], buf, (size_t)r, MSG_NOSIGNAL) < 0) _exit(0);
+    }
+  }
+  close(sv[0]);
+  RUN(100, { xsend(sv[1], buf, 64); xrecv(sv[1], buf, 64); });
+  close(sv[1]);
+  waitpid(pid, NULL, 0);
+  return 0;
+}
+
+static int loop_fdpass(void) {
+  int sv[2], fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die("open");
+  pair(sv);
+  RUN(100, {
+    char data = 'x', in[64];
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int) * 16)]; } c;
+    struct iovec iov = {&data, 1};
+    struct msghdr m;
+    struct cmsghdr *cm;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = c.buf;
+    m.msg_controllen = CMSG_SPACE(sizeof(int));
+    cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    if (sendmsg(sv[0], &m, MSG_NOSIGNAL) < 0) die("sendmsg");
+    iov.iov_base = in;
+    iov.iov_len = sizeof in;
+    m.msg_control = c.buf;
+    m.msg_controllen = sizeof c.buf;
+    if (recvmsg(sv[1], &m, MSG_CMSG_CLOEXEC) <= 0) die("recvmsg");
+    for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+        int got;
+        memcpy(&got, CMSG_DATA(cm), sizeof got);
+        close(got);
+      }
+  });
+  return 0;
+}
+
+static int lockfile(void) {
+  char path[] = "/tmp/unixipc-bench-lock-XXXXXX";
+  int fd = mkostemp(path, O_CLOEXEC);
+  if (fd < 0) die("mkstemp");
+  unlink(path);
+  return fd;
+}
+
+static int loop_flock(void) {
+  int fd = lockfile();
+  RUN(100, {
+    if (flock(fd, LOCK_EX) < 0) die("flock");
+    if (flock(fd, LOCK_UN) < 0) die("flock");
+  });
+  return 0;
+}
+
+static int loop_fcntl(void) {
+  int fd = lockfile();
+  RUN(100, {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLKW, &fl) < 0) die("fcntl");
+    fl.l_type = F_UNLCK;
+    if (fcntl(fd, F_SETLK, &fl) < 0) die("fcntl");
+  });
+  return 0;
+}
+
+static int loop_fork(void) {
+  RUN(10, {
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) _exit(0);
+    if (waitpid(pid, NULL, 0) != pid) die("waitpid");
+  });
+  return 0;
+}
+
+static int loop_signal(void) {
+  sigset_t set;
+  pid_t me = getpid();
+  int sfd;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  sfd = signalfd(-1, &set, SFD_CLOEXEC);
+  if (sfd < 0) die("signalfd");
+  RUN(100, {
+    struct signalfd_siginfo si;
+    if (kill(me, SIGUSR1) < 0) die("kill");
+    if (read(sfd, &si, sizeof si) != sizeof si) die("read");
+  });
+  return 0;
+}
+
+/* a small record framed as length + payload, like a channel frame */
+struct rec {
+  int id;
+  int ok;
+  int list[3];
+  char name[8];
+};
+
+static int loop_channel(void) {
+  int sv[2];
+  pair(sv);
+  RUN(100, {
+    struct rec r = {1, 1, {1, 2, 3}, "bench"}, got;
+    char frame[4 + sizeof r];
+    unsigned len = sizeof r;
+    memcpy(frame, &len, 4);
+    memcpy(frame + 4, &r, sizeof r);
+    xsend(sv[0], frame, sizeof frame);
+    xrecv(sv[1], (char *)&len, 4);
+    xrecv(sv[1], (char *)&got, len);
+    if (got.id != 1) die("channel");
+  });
+  return 0;
+}
+
+#define IDLE 1000
+
+static int loop_poll(void) {
+  struct pollfd fds[IDLE + 1];
+  int sv[2], i;
+  for (i = 0; i < IDLE; i += 2) {
+    pair(sv);
+    fds[i].fd = sv[0];
+    fds[i + 1].fd = sv[1];
+  }
+  pair(sv);
+  xsend(sv[0], "x", 1);
+  fds[IDLE].fd = sv[1];
+  for (i = 0; i <= IDLE; i++) fds[i].events = POLLIN;
+  RUN(10, {
+    if (poll(fds, IDLE + 1, -1) != 1) die("poll");
+  });
+  return 0;
+}
+
+/* ---- prefork HTTP server for wrk ---------------------------------- */
+
+static const char reply[] =
+  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, world\n";
+
+static void serve(int conn) {
+  char buf[8192];
+  for (;;) {
+    ssize_t r = recv(conn, buf, sizeof buf - 1, 0);
+    char *p;
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    buf[r] = '\0';
+    for (p = buf; (p = strstr(p, "\r\n\r\n")) != NULL; p += 4) xsend(conn, reply, sizeof reply - 1);
+  }
+  close(conn);
+}
+
+static int httpd(const char *portfile, int workers) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  int one = 1, s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), i;
+  pid_t pids[64];
+  FILE *f;
+  if (s < 0) die("socket");
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s, 128) < 0) die("listen");
+  getsockname(s, (struct sockaddr *)&sa, &len);
+  if (workers > 64) workers = 64;
+  for (i = 0; i < workers; i++) {
+    pid_t pid = pids[i] = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+      for (;;) {
+        int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+        if (c >= 0) serve(c);
+      }
+    }
+  }
+  f = fopen(portfile, "w");
+  if (!f) die(portfile);
+  fprintf(f, "%d\n%d", ntohs(sa.sin_port), (int)getpid());
+  for (i = 0; i < workers; i++) fprintf(f, " %d", (int)pids[i]);
+  fprintf(f, "\n");
+  fclose(f);
+  while (wait(NULL) > 0 || errno == EINTR) {
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const struct {
+    const char *name;
+    int (*fn)(void);
+  } loops[] = {
+    {"sendrecv", loop_sendrecv}, {"bulk", loop_bulk},   {"pingpong", loop_pingpong},
+    {"fdpass", loop_fdpass},     {"flock", loop_flock}, {"fcntl", loop_fcntl},
+    {"fork", loop_fork},         {"signal", loop_signal}, {"channel", loop_channel},
+    {"poll", loop_poll},         {NULL, NULL}};
+  int i;
+  if (argc >= 3 && strcmp(argv[1], "httpd") == 0)
+    return httpd(argv[2], argc > 3 ? atoi(argv[3]) : 4);
+  if (argc < 3) {
+    fprintf(stderr, "usage: loops LOOP SECONDS | loops httpd PORTFILE [WORKERS]\n");
+    return 2;
+  }
+  secs = atof(argv[2]);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  for (i = 0; loops[i].name; i++)
+    if (strcmp(loops[i].name, argv[1]) == 0) return loops[i].fn();
+  printf("na unknown loop\n");
+  return 0;
+}

@@ -1,0 +1,225 @@
+"""Python standard-library versions of the bench loops.
+
+Usage: python3 bench/python.py LOOP SECONDS   -> "ok OPS ELAPSED" | "na REASON"
+       python3 bench/python.py httpd PORTFILE -> ThreadingHTTPServer for wrk
+"""
+import fcntl
+import os
+import select
+import signal
+import socket
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+
+now = time.perf_counter
+
+
+def run(secs, batch, body):
+    body()
+    ops, t0 = 0, now()
+    while True:
+        for _ in range(batch):
+            body()
+        ops += batch
+        el = now() - t0
+        if el >= secs:
+            break
+    print("ok %d %.6f" % (ops, el), flush=True)
+
+
+MSG64 = b"x" * 64
+
+
+def child(fn):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fn()
+        finally:
+            os._exit(0)
+    return pid
+
+
+def sendrecv(secs):
+    a, b = socket.socketpair()
+
+    def body():
+        a.send(MSG64)
+        b.recv(64)
+    run(secs, 100, body)
+
+
+def bulk(secs):
+    a, b = socket.socketpair()
+    chunk = b"b" * 65536
+
+    def writer():
+        b.close()
+        try:
+            while True:
+                a.sendall(chunk)
+        except OSError:
+            pass
+    pid = child(writer)
+    a.close()
+    nbytes, t0 = 0, now()
+    while True:
+        for _ in range(16):
+            nbytes += len(b.recv(65536))
+        el = now() - t0
+        if el >= secs:
+            break
+    b.close()
+    os.waitpid(pid, 0)
+    print("ok %d %.6f" % (nbytes, el), flush=True)
+
+
+def pingpong(secs):
+    a, b = socket.socketpair()
+
+    def echo():
+        b.close()
+        try:
+            while True:
+                s = a.recv(64)
+                if not s:
+                    break
+                a.send(s)
+        except OSError:
+            pass
+    pid = child(echo)
+    a.close()
+
+    def body():
+        b.send(MSG64)
+        b.recv(64)
+    run(secs, 100, body)
+    b.close()
+    os.waitpid(pid, 0)
+
+
+def fdpass(secs):
+    if not hasattr(socket, "send_fds"):
+        print("na needs Python 3.9+ (socket.send_fds)")
+        return
+    a, b = socket.socketpair()
+    fd = os.open("/dev/null", os.O_RDONLY)
+
+    def body():
+        socket.send_fds(a, [b"x"], [fd])
+        _, fds, _, _ = socket.recv_fds(b, 64, 1)
+        os.close(fds[0])
+    run(secs, 100, body)
+
+
+def lockfile():
+    f = tempfile.TemporaryFile()
+    return f
+
+
+def flock(secs):
+    f = lockfile()
+    fd = f.fileno()
+
+    def body():
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    run(secs, 100, body)
+
+
+def fcntl_(secs):
+    f = lockfile()
+    fd = f.fileno()
+
+    def body():
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+    run(secs, 100, body)
+
+
+def fork(secs):
+    def body():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    run(secs, 10, body)
+
+
+def signal_(secs):
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    me, usr1, waitset = os.getpid(), signal.SIGUSR1, {signal.SIGUSR1}
+
+    def body():
+        os.kill(me, usr1)
+        signal.sigwait(waitset)
+    run(secs, 100, body)
+
+
+def channel(secs):
+    a, b = socket.socketpair()
+    ca, cb = Connection(a.detach()), Connection(b.detach())
+    value = {"id": 1, "name": "bench", "ok": True, "list": [1, 2, 3]}
+
+    def body():
+        ca.send(value)
+        cb.recv()
+    run(secs, 100, body)
+
+
+def poll(secs):
+    p, keep = select.poll(), []
+    for _ in range(500):
+        a, b = socket.socketpair()
+        keep += [a, b]
+        p.register(a, select.POLLIN)
+        p.register(b, select.POLLIN)
+    w, r = socket.socketpair()
+    w.send(b"x")
+    p.register(r, select.POLLIN)
+    rfd = r.fileno()
+
+    def body():
+        assert p.poll()[0][0] == rfd
+    run(secs, 10, body)
+
+
+def httpd(portfile):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes
+        body = b"Hello, world\n"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(self.body)))
+            self.end_headers()
+            self.wfile.write(self.body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with open(portfile, "w") as f:
+        f.write("%d\n%d\n" % (srv.server_address[1], os.getpid()))
+    srv.serve_forever()
+
+
+LOOPS = {
+    "sendrecv": sendrecv, "bulk": bulk, "pingpong": pingpong, "fdpass": fdpass,
+    "flock": flock, "fcntl": fcntl_, "fork": fork, "signal": signal_,
+    "channel": channel, "poll": poll,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "httpd":
+        httpd(sys.argv[2])
+    elif len(sys.argv) >= 3 and sys.argv[1] in LOOPS:
+        LOOPS[sys.argv[1]](float(sys.argv[2]))
+    else:
+        print("na not available in Python")

@@ -1,0 +1,312 @@
+-- bench/run.lua: runs every loop for every implementation, alternating
+-- (C, unixipc, LuaSocket, cqueues, Python, C, unixipc, ...) for ROUNDS
+-- rounds, and reports the median ops/s and the ratio to C as a table,
+-- printed and written to bench/RESULTS.md. Started by bench/run.sh, which
+-- builds the C baselines and sets the environment.
+--
+-- lua5.4 bench/run.lua [loop ...]     (default: every loop)
+-- env: BENCH_TIME (seconds per run, default 0.4), BENCH_ROUNDS (default 5),
+--      BENCH_PYTHON, BENCH_WRK, BENCH_TASKSET (paths, empty when missing),
+--      BENCH_OUT (report file, default bench/RESULTS.md; "-" for none)
+
+local getenv = os.getenv
+local TIME = tonumber(getenv "BENCH_TIME" or "") or 0.4
+local ROUNDS = math.max(3, tonumber(getenv "BENCH_ROUNDS" or "") or 5)
+local PYTHON = getenv "BENCH_PYTHON" or ""
+local WRK = getenv "BENCH_WRK" or ""
+local TASKSET = getenv "BENCH_TASKSET" or ""
+local OUT = getenv "BENCH_OUT" or "bench/RESULTS.md"
+local TMP = os.tmpname()
+
+local LOOPS = {
+  { name = "sendrecv", what = "64 B send + recv, one process (socketpair)", target = 0.80 },
+  { name = "bulk", what = "64 KiB bulk transfer, two processes", unit = "MB/s", scale = 1e-6,
+    target = 0.95 },
+  { name = "pingpong", what = "64 B ping-pong, two processes (one CPU)", target = 0.90,
+    pin = true },
+  { name = "fdpass", what = "pass 1 descriptor + recvmsg + close", target = 0.70 },
+  { name = "flock", what = "flock lock + unlock", target = 0.70 },
+  { name = "fcntl", what = "fcntl record lock + unlock" },
+  { name = "fork", what = "fork + _exit + waitpid", target = 0.80 },
+  { name = "signal", what = "kill self + read through signalfd", target = 0.60 },
+  { name = "channel", what = "channel send + recv of a small table" },
+  { name = "poll", what = "poll 1000 idle descriptors + 1 ready" },
+  { name = "http", what = "prefork HTTP server under wrk (requests/s)", http = true },
+}
+
+local IMPLS = {
+  { name = "C", cmd = "bench/bin/loops" },
+  { name = "unixipc", cmd = "lua5.4 bench/unixipc.lua" },
+  { name = "LuaSocket", cmd = "lua5.4 bench/luasocket.lua", peer = true },
+  { name = "cqueues", cmd = "lua5.4 bench/cqueues.lua", peer = true },
+  { name = "Python", cmd = PYTHON ~= "" and (PYTHON .. " bench/python.py") or nil,
+    missing = "no python3" },
+}
+
+-- http servers: command taking PORTFILE
+local HTTPD = {
+  C = "bench/bin/loops httpd %s 4",
+  unixipc = "lua5.4 bench/httpd.lua %s 4",
+  Python = PYTHON ~= "" and (PYTHON .. " bench/python.py httpd %s") or nil,
+}
+
+local notes = {}
+local function note(s)
+  for _, n in ipairs(notes) do if n == s then return end end
+  notes[#notes + 1] = s
+end
+
+local function readfile(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read "a"
+  f:close()
+  return s
+end
+
+local function sh(cmd)
+  local p = io.popen(cmd)
+  local s = p:read "a"
+  p:close()
+  return (s:gsub("%s+$", ""))
+end
+
+-- one run of a loop: value (ops/s), or nil, "na" | "error", reason
+local function runloop(impl, loop)
+  local cmd = ("%s%s %s %s 2>%s"):format(loop.pin and TASKSET ~= "" and (TASKSET .. " -c 0 ") or "",
+    impl.cmd, loop.name, TIME, TMP)
+  local p = io.popen(cmd)
+  local line = p:read "l" or ""
+  p:close()
+  local ops, el = line:match "^ok (%d+) ([%d.]+)"
+  if ops then return tonumber(ops) / tonumber(el) end
+  local why = line:match "^na (.*)"
+  if why then return nil, "na", why end
+  local err = readfile(TMP) or ""
+  return nil, "error", (line ~= "" and line or err:match "[^\n]*")
+end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+-- a process is gone once it no longer exists or is a zombie
+local function alive(pid)
+  local stat = readfile("/proc/" .. pid .. "/stat")
+  return stat ~= nil and not stat:match "^%d+ %b() Z"
+end
+
+-- start an HTTP server (it writes its port and its pids to a file), run
+-- wrk against it, then stop exactly those pids
+local function runhttp(impl)
+  local tmpl = HTTPD[impl.name]
+  if not tmpl then return nil, "na", "not available: no HTTP server for " .. impl.name end
+  if WRK == "" then return nil, "na", "wrk not installed" end
+  local portfile = TMP .. ".port"
+  os.remove(portfile)
+  os.execute(("%s </dev/null >/dev/null 2>%s &"):format(tmpl:format(portfile), TMP))
+  local port, pids
+  for _ = 1, 100 do
+    local s = readfile(portfile)
+    port, pids = (s or ""):match "^(%d+)\n([%d ]+)\n"
+    if port then break end
+    sleep(0.05)
+  end
+  local value, kind, why
+  if not port then
+    kind, why = "error", "server did not start: " .. ((readfile(TMP) or ""):match "[^\n]*")
+  else
+    local dur = math.max(1, math.floor(TIME * 2 + 0.5))
+    local out = sh(("%s -t1 -c4 -d%ds http://127.0.0.1:%s/ 2>&1"):format(WRK, dur, port))
+    value = tonumber(out:match "Requests/sec:%s*([%d.]+)")
+    if not value then kind, why = "error", "wrk: " .. out:gsub("\n", " ") end
+    local errs = out:match "Socket errors[^\n]*" or out:match "Non%-2xx[^\n]*"
+    if errs then note("http " .. impl.name .. ": " .. errs) end
+    os.execute(("kill -TERM %s 2>/dev/null"):format(pids))
+    for _ = 1, 40 do
+      local any = false
+      for pid in pids:gmatch "%d+" do any = any or alive(pid) end
+      if not any then break end
+      sleep(0.05)
+    end
+  end
+  os.remove(portfile)
+  if value then return value end
+  return nil, kind, why
+end
+
+local function median(t)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return nil end
+  if n % 2 == 1 then return s[(n + 1) // 2] end
+  return (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+local function fmt(v, loop)
+  if loop.scale then return ("%.0f"):format(v * loop.scale) end
+  if v >= 1e6 then return ("%.2fM"):format(v / 1e6) end
+  if v >= 1e4 then return ("%.0fk"):format(v / 1e3) end
+  if v >= 1e3 then return ("%.1fk"):format(v / 1e3) end
+  return ("%.0f"):format(v)
+end
+
+-- which loops
+local selected = {}
+for _, a in ipairs(arg) do selected[a] = true end
+local loops = {}
+for _, l in ipairs(LOOPS) do
+  if next(selected) == nil or selected[l.name] then loops[#loops + 1] = l end
+end
+for name in pairs(selected) do
+  local found = false
+  for _, l in ipairs(LOOPS) do found = found or l.name == name end
+  if not found then
+    io.stderr:write("bench: unknown loop '", name, "'\n")
+    os.exit(2)
+  end
+end
+
+local impls = {}
+for _, im in ipairs(IMPLS) do
+  if im.cmd then impls[#impls + 1] = im else note(im.name .. ": skipped (" .. im.missing .. ")") end
+end
+
+io.write(("bench: %d rounds of %.2f s per run, %d loops, implementations: "):format(
+  ROUNDS, TIME, #loops))
+for i, im in ipairs(impls) do io.write(i > 1 and ", " or "", im.name) end
+io.write "\n"
+
+local results = {} -- results[loop][impl] = {values = {...}, status = nil | "na" | "error", why}
+for _, loop in ipairs(loops) do
+  io.write(("  %-9s"):format(loop.name))
+  io.flush()
+  local r = {}
+  results[loop.name] = r
+  for _, im in ipairs(impls) do r[im.name] = { values = {} } end
+  for _ = 1, ROUNDS do
+    for _, im in ipairs(impls) do
+      local cell = r[im.name]
+      if not cell.status then
+        local v, kind, why
+        if loop.http then v, kind, why = runhttp(im) else v, kind, why = runloop(im, loop) end
+        if v then
+          cell.values[#cell.values + 1] = v
+        else
+          cell.status, cell.why = kind, why
+          if kind == "error" then io.stderr:write("\n  ", loop.name, " ", im.name, ": ", why, "\n") end
+        end
+      end
+    end
+    io.write "."
+    io.flush()
+  end
+  io.write "\n"
+end
+
+-- the report
+local lines = {}
+local function put(s) lines[#lines + 1] = s end
+
+local cpu = (readfile "/proc/cpuinfo" or ""):match "model name%s*:%s*([^\n]+)" or "?"
+put "# unixipc benchmark results"
+put ""
+put(("Date: %s  "):format(os.date "!%Y-%m-%d %H:%M UTC"))
+put(("Machine: `%s`, %s CPUs, %s  "):format(sh "uname -srvmo", sh "nproc", cpu))
+put(("Lua: %s; Python: %s; LuaSocket %s; cqueues %s; wrk: %s  "):format(
+  sh "lua5.4 -v 2>&1", PYTHON ~= "" and sh(PYTHON .. " --version 2>&1") or "none",
+  sh [[lua5.4 -e 'local ok, s = pcall(require, "socket"); io.write(ok and s._VERSION or "none")' 2>/dev/null]],
+  sh [[lua5.4 -e 'local ok, s = pcall(require, "cqueues"); io.write(ok and tostring(s.VERSION) or "none")' 2>/dev/null]],
+  WRK ~= "" and sh(WRK .. " -v 2>&1 | head -1") or "none"))
+put(("Runs: %d rounds, %.2f s each, implementations alternating; the median run is shown, "
+  .. "with its ratio to C in the same bench in parentheses.  "):format(ROUNDS, TIME))
+put "Ops/s unless said otherwise; k = thousand, M = million."
+put ""
+
+local head = "| loop |"
+local rule = "|---|"
+for _, im in ipairs(impls) do
+  head = head .. " " .. im.name .. " |"
+  rule = rule .. "---:|"
+end
+put(head .. " target | unixipc |")
+put(rule .. "---:|---|")
+
+for _, loop in ipairs(loops) do
+  local r = results[loop.name]
+  local med = {}
+  for _, im in ipairs(impls) do med[im.name] = median(r[im.name].values) end
+  local c = med.C
+  local row = "| " .. loop.what .. (loop.unit and (", " .. loop.unit) or "") .. " |"
+  for _, im in ipairs(impls) do
+    local cell, m = r[im.name], med[im.name]
+    local s
+    if m then
+      s = fmt(m, loop)
+      if im.name ~= "C" and c then s = s .. (" (%.2f)"):format(m / c) end
+    elseif cell.status == "na" then
+      if cell.why:match "^not built" then
+        s = "n/a (not built)"
+      else
+        s = "n/a"
+        if not cell.why:match "^not available" then note(loop.name .. ", " .. im.name .. ": " .. cell.why) end
+      end
+    else
+      s = "error"
+      note(loop.name .. ", " .. im.name .. ": " .. tostring(cell.why))
+    end
+    row = row .. " " .. s .. " |"
+  end
+  local u = med.unixipc
+  local verdict = "-"
+  if u and c then
+    local bad = {}
+    if loop.target and u / c < loop.target then bad[#bad + 1] = "below target" end
+    for _, im in ipairs(impls) do
+      if im.name ~= "C" and im.name ~= "unixipc" and med[im.name] and med[im.name] > u then
+        bad[#bad + 1] = "behind " .. im.name
+      end
+    end
+    verdict = #bad == 0 and "ok" or table.concat(bad, ", ")
+  end
+  row = row .. " " .. (loop.target and (">= %.2f"):format(loop.target) or "-") .. " | " .. verdict .. " |"
+  put(row)
+end
+
+if #notes > 0 then
+  put ""
+  put "Notes:"
+  put ""
+  for _, n in ipairs(notes) do put("- " .. n) end
+end
+
+-- every run, for judging the noise
+put ""
+put "<details><summary>All runs (ops/s, in run order)</summary>"
+put ""
+for _, loop in ipairs(loops) do
+  for _, im in ipairs(impls) do
+    local vals = results[loop.name][im.name].values
+    if #vals > 0 then
+      local t = {}
+      for i, v in ipairs(vals) do t[i] = fmt(v, loop) end
+      put(("- %s, %s: %s"):format(loop.name, im.name, table.concat(t, " ")))
+    end
+  end
+end
+put ""
+put "</details>"
+put ""
+put "Reproduce: `make bench` (or `bash bench/run.sh [loop ...]`); see bench/README.md."
+
+local report = table.concat(lines, "\n") .. "\n"
+io.write("\n", report)
+if OUT ~= "-" and next(selected) == nil then
+  local f = assert(io.open(OUT, "w"))
+  f:write(report)
+  f:close()
+  io.write("bench: written to ", OUT, "\n")
+elseif OUT ~= "-" then
+  io.write("bench: partial run (loops selected), ", OUT, " left unchanged\n")
+end
+os.remove(TMP)

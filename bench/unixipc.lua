@@ -1,0 +1,183 @@
+-- unixipc versions of the bench loops. Usage: lua5.4 bench/unixipc.lua LOOP SECONDS
+-- prints "ok OPS ELAPSED", or "na REASON" when the function is not built yet.
+local ipc = require "unixipc"
+
+local now = ipc.monotime
+local loop, secs = arg[1], tonumber(arg[2])
+local sockm = ipc._methods and ipc._methods.socket or {}
+
+local function out(ops, el)
+  io.write(("ok %d %.6f\n"):format(ops, el))
+end
+
+local function na(why)
+  io.write("na ", why, "\n")
+  os.exit(0)
+end
+
+local function need(ok, name)
+  if not ok then na("not built (" .. name .. ")") end
+end
+
+-- run body() in batches until secs have passed
+local function run(batch, body)
+  body() -- warm up once
+  local ops, t0, el = 0, now()
+  repeat
+    for _ = 1, batch do body() end
+    ops = ops + batch
+    el = now() - t0
+  until el >= secs
+  out(ops, el)
+end
+
+local msg64 = string.rep("x", 64)
+
+local function child(fn)
+  local pid = assert(ipc.fork())
+  if pid == 0 then
+    pcall(fn)
+    ipc._exit(0)
+  end
+  return pid
+end
+
+local loops = {}
+
+function loops.sendrecv()
+  local a, b = assert(ipc.socketpair())
+  run(100, function()
+    a:send(msg64)
+    b:recv(64)
+  end)
+end
+
+function loops.bulk()
+  local a, b = assert(ipc.socketpair())
+  local chunk = string.rep("b", 65536)
+  local pid = child(function()
+    b:close()
+    while a:sendall(chunk) do end
+  end)
+  a:close()
+  local bytes, t0, el = 0, now()
+  repeat
+    for _ = 1, 16 do
+      bytes = bytes + #assert(b:recv(65536))
+    end
+    el = now() - t0
+  until el >= secs
+  b:close()
+  ipc.waitpid(pid)
+  out(bytes, el)
+end
+
+function loops.pingpong()
+  local a, b = assert(ipc.socketpair())
+  local pid = child(function()
+    b:close()
+    while true do
+      local s = a:recv(64)
+      if not s or not a:send(s) then break end
+    end
+  end)
+  a:close()
+  run(100, function()
+    b:send(msg64)
+    b:recv(64)
+  end)
+  b:close()
+  ipc.waitpid(pid)
+end
+
+function loops.fdpass()
+  need(sockm.sendmsg and sockm.recvmsg, "sendmsg/recvmsg")
+  local a, b = assert(ipc.socketpair())
+  local f = assert(ipc.open("/dev/null", "r"))
+  local m = { data = "x", fds = { f } }
+  run(100, function()
+    assert(a:sendmsg(m))
+    local _, fds = b:recvmsg()
+    fds[1]:close()
+  end)
+end
+
+local function lockfile()
+  local path = os.tmpname()
+  local f = assert(ipc.open(path, "w"))
+  os.remove(path)
+  return f
+end
+
+function loops.flock()
+  need(ipc.flock, "ipc.flock")
+  local f = lockfile()
+  run(100, function()
+    local l = ipc.flock(f, "ex")
+    l:release()
+  end)
+end
+
+function loops.fcntl()
+  need(ipc.lock, "ipc.lock")
+  local f = lockfile()
+  local opts = { type = "write" }
+  run(100, function()
+    local l = ipc.lock(f, opts)
+    l:release()
+  end)
+end
+
+function loops.fork()
+  local fork, exit, waitpid = ipc.fork, ipc._exit, ipc.waitpid
+  run(10, function()
+    local pid = fork()
+    if pid == 0 then exit(0) end
+    waitpid(pid)
+  end)
+end
+
+function loops.signal()
+  need(ipc.signalfd, "ipc.signalfd")
+  local sig = assert(ipc.signalfd({ "USR1" }))
+  local kill, me = ipc.kill, ipc.getpid()
+  run(100, function()
+    kill(me, "USR1")
+    sig:read()
+  end)
+end
+
+function loops.channel()
+  need(ipc.channel, "ipc.channel")
+  local a, b = assert(ipc.socketpair())
+  local ca, cb = ipc.channel(a), ipc.channel(b)
+  local value = { id = 1, name = "bench", ok = true, list = { 1, 2, 3 } }
+  run(100, function()
+    ca:send(value)
+    cb:recv()
+  end)
+end
+
+function loops.poll()
+  local set, keep = {}, {}
+  for _ = 1, 500 do
+    local a, b = assert(ipc.socketpair())
+    set[a], set[b] = "r", "r"
+    keep[#keep + 1] = a
+  end
+  local w, r = assert(ipc.socketpair())
+  w:send("x")
+  set[r] = "r"
+  local poll = ipc.poll
+  run(10, function()
+    local ready = poll(set)
+    assert(ready[r] == "r")
+  end)
+end
+
+local fn = loops[loop]
+if not fn or not secs then
+  io.stderr:write("usage: lua5.4 bench/unixipc.lua LOOP SECONDS\n")
+  os.exit(2)
+end
+fn()
