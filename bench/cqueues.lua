@@ -109,17 +109,21 @@ end
 function loops.poll()
   -- cqueues.poll takes objects answering pollfd and events (a socket's own
   -- events follow its buffered state, so plain readiness needs this form)
-  local list, keep = {}, {}
-  for _ = 1, 500 do
+  local list, keep, ready = {}, {}, nil
+  for i = 1, 500 do
+    if i == 251 then -- the ready one in the middle, as in C
+      local w, r = socket.pair()
+      w:xwrite("x", "n")
+      keep[#keep + 1], keep[#keep + 2] = w, r
+      ready = { pollfd = r:pollfd(), events = "r" }
+      list[#list + 1] = ready
+    end
     local a, b = socket.pair()
     keep[#keep + 1], keep[#keep + 2] = a, b
     list[#list + 1] = { pollfd = a:pollfd(), events = "r" }
     list[#list + 1] = { pollfd = b:pollfd(), events = "r" }
   end
-  local w, r = socket.pair()
-  w:xwrite("x", "n")
-  local ready = { pollfd = r:pollfd(), events = "r" }
-  list[#list + 1] = ready
+  list[#list + 1] = 0 -- timeout 0, as in C
   local poll, unpack = cqueues.poll, table.unpack
   run(10, function()
     assert(poll(unpack(list)) == ready)

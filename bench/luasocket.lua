@@ -106,19 +106,21 @@ end
 function loops.poll()
   local path = tmppath()
   local srv = listener(path)
-  local set = {}
-  for _ = 1, 500 do
+  local set, w, r = {}, nil, nil
+  for i = 1, 500 do
+    if i == 251 then -- the ready one in the middle, as in C
+      w, r = pair(srv, path)
+      w:send("x")
+      set[#set + 1] = r
+    end
     local a, b = pair(srv, path)
     set[#set + 1] = a
     set[#set + 1] = b
   end
-  local w, r = pair(srv, path)
   os.remove(path)
-  w:send("x")
-  set[#set + 1] = r
   local select = socket.select
   run(10, function()
-    local ready = select(set, nil)
+    local ready = select(set, nil, 0)
     assert(ready[1] == r)
   end)
 end

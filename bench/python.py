@@ -171,18 +171,19 @@ def channel(secs):
 
 def poll(secs):
     p, keep = select.poll(), []
-    for _ in range(500):
+    for i in range(500):
+        if i == 250:  # the ready one in the middle, as in C
+            w, r = socket.socketpair()
+            w.send(b"x")
+            p.register(r, select.POLLIN)
         a, b = socket.socketpair()
         keep += [a, b]
         p.register(a, select.POLLIN)
         p.register(b, select.POLLIN)
-    w, r = socket.socketpair()
-    w.send(b"x")
-    p.register(r, select.POLLIN)
     rfd = r.fileno()
 
     def body():
-        assert p.poll()[0][0] == rfd
+        assert p.poll(0)[0][0] == rfd
     run(secs, 10, body)
 
 

@@ -19,9 +19,16 @@ local function need(ok, name)
   if not ok then na("not built (" .. name .. ")") end
 end
 
--- run body() in batches until secs have passed
+-- run body() in batches until secs have passed; with BENCH_COUNT set, run
+-- exactly that many times (for valgrind --tool=callgrind: Ir per op)
+local COUNT = tonumber(os.getenv "BENCH_COUNT" or "")
 local function run(batch, body)
   body() -- warm up once
+  if COUNT then
+    local t0 = now()
+    for _ = 1, COUNT do body() end
+    return out(COUNT, now() - t0)
+  end
   local ops, t0, el = 0, now()
   repeat
     for _ = 1, batch do body() end
@@ -170,7 +177,7 @@ function loops.poll()
   set[r] = "r"
   local poll = ipc.poll
   run(10, function()
-    local ready = poll(set)
+    local ready = poll(set, 0)
     assert(ready[r] == "r")
   end)
 end

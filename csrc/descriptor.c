@@ -68,8 +68,9 @@ uipc_Fd *uipc_toobj(lua_State *L, int idx) {
   uipc_Fd *o = (uipc_Fd *)lua_touserdata(L, idx);
   int ok = 0;
   if (!o || !lua_getmetatable(L, idx)) return NULL;
-  /* fast path: methods carry both metatables as upvalues */
-  if (lua_rawequal(L, -1, lua_upvalueindex(1)) || lua_rawequal(L, -1, lua_upvalueindex(2)))
+  /* fast path: methods (and functions registered by uipc_setfuncs) carry
+     both metatables as upvalues; sockets, the common case, first */
+  if (lua_rawequal(L, -1, lua_upvalueindex(2)) || lua_rawequal(L, -1, lua_upvalueindex(1)))
     ok = 1;
   else {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
@@ -638,6 +639,14 @@ void uipc_addmethods(lua_State *L, const luaL_Reg *fdm, const luaL_Reg *sockm) {
     }
     lua_pop(L, 2);
   }
+}
+
+/* module functions with the two metatables as upvalues, like methods, so
+   their descriptor arguments take uipc_toobj's fast path */
+void uipc_setfuncs(lua_State *L, const luaL_Reg *funcs) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &SOCKKEY);
+  luaL_setfuncs(L, funcs, 2);
 }
 
 static void newclass(lua_State *L, void *key, const char *name) {

@@ -6,8 +6,10 @@
  */
 #include "private.h"
 
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 
 #define STACKFDS 64
@@ -16,16 +18,39 @@
 static int foreign(lua_State *L, int idx) {
   int t = lua_type(L, idx);
   if (t == LUA_TTABLE) return 1;
-  if (t != LUA_TUSERDATA || uipc_toobj(L, idx) || luaL_testudata(L, idx, LUA_FILEHANDLE)) return 0;
+  if (t != LUA_TUSERDATA) return 0;
   if (luaL_getmetafield(L, idx, "__index") == LUA_TNIL) return 0;
   lua_pop(L, 1);
   return 1;
 }
 
-/* descriptor of a poll key: ours, an io file, an integer, or a foreign object */
+/* descriptor of a poll key (errors name argument #1, the set): ours
+   (checked first: the common case), an integer, an io file, or a foreign
+   object */
 static int keyfd(lua_State *L, int idx) {
+  uipc_Fd *o = uipc_toobj(L, idx);
+  luaL_Stream *p;
   lua_Integer fd;
-  if (!foreign(L, idx)) return uipc_checkfd(L, idx);
+  if (o) {
+    if (o->fd < 0)
+      luaL_error(L, "bad argument #1 (attempt to use a closed %s)",
+                 o->issock ? "socket" : "descriptor");
+    return o->fd;
+  }
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    fd = lua_tointeger(L, idx);
+    if (!lua_isinteger(L, idx) || fd < 0 || fd > INT_MAX)
+      luaL_error(L, "bad argument #1 (poll key must be a non-negative integer descriptor)");
+    return (int)fd;
+  }
+  if ((p = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE)) != NULL) {
+    if (p->closef == NULL) luaL_error(L, "bad argument #1 (attempt to use a closed file)");
+    return fileno(p->f);
+  }
+  idx = lua_absindex(L, idx);
+  if (!foreign(L, idx))
+    luaL_error(L, "bad argument #1 (poll key must be a descriptor: unixipc object, io file, "
+               "integer or object with getfd/fileno, got %s)", luaL_typename(L, idx));
   if (lua_getfield(L, idx, "getfd") == LUA_TNIL) {
     lua_pop(L, 1);
     lua_getfield(L, idx, "fileno");
@@ -57,27 +82,37 @@ static short checkevents(lua_State *L, int idx) {
   return ev;
 }
 
+/*
+ * One walk over the set copies each key and value onto the Lua stack; the
+ * pollfd array is built from there, and the ready keys are found by index
+ * afterwards. A set too large for the Lua stack (about 500,000 keys, more
+ * than poll(2) takes under any usual RLIMIT_NOFILE) fails with EINVAL.
+ */
 static int ipc_poll(lua_State *L) {
   struct pollfd stackfds[STACKFDS], *fds = stackfds;
   double timeout = uipc_optseconds(L, 2, "timeout"), deadline;
-  size_t n = 0, i;
-  int r;
+  const char *lastev = NULL;
+  short lastbits = 0;
+  int n = 0, i, r, res;
+  const int base = 3; /* key i at base + 2i, its events at base + 2i + 1 */
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);
   lua_pushnil(L);
   while (lua_next(L, 1)) {
-    n++;
-    lua_pop(L, 1);
+    if ((++n & 63) == 1 && !lua_checkstack(L, 2 * 64 + 8)) return uipc_fail(L, "poll", EINVAL);
+    lua_pushvalue(L, -2); /* keep key and value; the copy drives lua_next */
   }
-  if (n > STACKFDS) fds = (struct pollfd *)lua_newuserdatauv(L, n * sizeof *fds, 0);
-  i = 0;
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    fds[i].fd = keyfd(L, -2);
-    fds[i].events = checkevents(L, -1);
+  if (n > STACKFDS) fds = (struct pollfd *)lua_newuserdatauv(L, (size_t)n * sizeof *fds, 0);
+  for (i = 0; i < n; i++) {
+    int k = base + 2 * i;
+    const char *ev = lua_tostring(L, k + 1);
+    fds[i].fd = keyfd(L, k);
+    if (ev == NULL || ev != lastev) {
+      lastbits = checkevents(L, k + 1);
+      lastev = ev;
+    }
+    fds[i].events = lastbits;
     fds[i].revents = 0;
-    i++;
-    lua_pop(L, 1);
   }
   deadline = timeout >= 0 ? uipc_now() + timeout : -1;
   for (;;) {
@@ -94,13 +129,9 @@ static int ipc_poll(lua_State *L) {
     }
   }
   lua_createtable(L, 0, r);
-  if (r == 0) return 1;
-  /* the table is unchanged, so lua_next visits keys in the same order */
-  i = 0;
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    short re = fds[i++].revents;
-    lua_pop(L, 1);
+  res = lua_gettop(L);
+  for (i = 0; i < n && r > 0; i++) {
+    short re = fds[i].revents;
     if (re) {
       char buf[8];
       int k = 0;
@@ -110,9 +141,10 @@ static int ipc_poll(lua_State *L) {
       if (re & POLLERR) buf[k++] = 'e';
       if (re & POLLHUP) buf[k++] = 'h';
       if (re & POLLNVAL) buf[k++] = 'n';
-      lua_pushvalue(L, -1);
+      lua_pushvalue(L, base + 2 * i);
       lua_pushlstring(L, buf, (size_t)k);
-      lua_rawset(L, -4);
+      lua_rawset(L, res);
+      r--;
     }
   }
   return 1;
@@ -124,5 +156,5 @@ static const luaL_Reg funcs[] = {
 };
 
 void uipc_open_poll(lua_State *L) {
-  luaL_setfuncs(L, funcs, 0);
+  uipc_setfuncs(L, funcs);
 }

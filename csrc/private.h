@@ -85,6 +85,10 @@ UIPC_API int uipc_pushwrite(lua_State *L, const char *op, ssize_t r, int err);
 UIPC_API int uipc_writeall(lua_State *L, uipc_Fd *o, const char *s, size_t n, int flags,
                            const char *op);
 
+/* descriptor.c: register module functions into the table at -1 with the
+   two class metatables as upvalues (uipc_toobj's fast path, as for methods) */
+UIPC_API void uipc_setfuncs(lua_State *L, const luaL_Reg *funcs);
+
 /* address.c */
 UIPC_API int uipc_toaddr(lua_State *L, int idx, int family, int socktype,
                          struct sockaddr_storage *ss, socklen_t *len, int passive);
