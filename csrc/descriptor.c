@@ -651,15 +651,23 @@ void uipc_setfuncs(lua_State *L, const luaL_Reg *funcs) {
 
 static void newclass(lua_State *L, void *key, const char *name) {
   luaL_newmetatable(L, name);
-  luaL_setfuncs(L, metamethods, 0);
   lua_newtable(L);
   lua_setfield(L, -2, "__index");
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
 void uipc_open_descriptor(lua_State *L) {
+  int i;
   newclass(L, &FDKEY, UIPC_FD_MT);
   newclass(L, &SOCKKEY, UIPC_SOCKET_MT);
+  /* metamethods too carry both metatables (__gc runs for every object) */
+  for (i = 0; i < 2; i++) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, i ? (void *)&SOCKKEY : (void *)&FDKEY);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SOCKKEY);
+    luaL_setfuncs(L, metamethods, 2);
+    lua_pop(L, 1);
+  }
   uipc_addmethods(L, fdmethods, NULL);
   luaL_setfuncs(L, funcs, 0);
   /* expose the method tables so the Lua layer can add methods */
