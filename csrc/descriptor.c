@@ -23,7 +23,7 @@ uipc_Fd *uipc_newfd(lua_State *L, int issock) {
   uipc_Fd *o = (uipc_Fd *)lua_newuserdatauv(L, sizeof(uipc_Fd), 0);
   o->fd = -1;
   o->issock = (unsigned char)(issock != 0);
-  o->isfifo = o->usernb = o->onb = 0;
+  o->isfifo = o->usernb = o->onb = o->nbunknown = 0;
   o->family = o->type = 0;
   o->timeout = -1;
   o->events[0] = 'r';
@@ -51,17 +51,28 @@ int uipc_wrapfd(lua_State *L, int fd) {
   struct stat st;
   int issock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
   uipc_Fd *o = uipc_newfd(L, issock);
-  int fl;
   if (issock)
     uipc_initsock(o, fd);
   else {
     o->fd = fd;
     o->isfifo = (unsigned char)S_ISFIFO(st.st_mode);
   }
-  /* a received descriptor may already be non-blocking: reflect it */
-  fl = fcntl(fd, F_GETFL);
-  if (fl >= 0 && (fl & O_NONBLOCK)) o->onb = o->usernb = 1;
+  /* it may already be non-blocking: uipc_nbresolve reflects that on first need */
+  o->nbunknown = 1;
   return 1;
+}
+
+/*
+ * A wrapped descriptor found non-blocking behaves as non-blocking (usernb),
+ * exactly as if its flags had been read when it was wrapped. Only calls
+ * that get EAGAIN/EINPROGRESS, and the blocking-mode setters, need to know.
+ */
+void uipc_nbresolve(uipc_Fd *o) {
+  int fl;
+  if (!o->nbunknown || o->fd < 0) return;
+  o->nbunknown = 0;
+  fl = fcntl(o->fd, F_GETFL);
+  if (fl >= 0 && (fl & O_NONBLOCK)) o->onb = o->usernb = 1;
 }
 
 uipc_Fd *uipc_toobj(lua_State *L, int idx) {
@@ -138,6 +149,7 @@ int uipc_closefd(uipc_Fd *o) {
 
 int uipc_setnb(uipc_Fd *o, int on) {
   int fl;
+  uipc_nbresolve(o);
   if (o->onb == on) return 0;
   fl = fcntl(o->fd, F_GETFL);
   if (fl < 0) return errno;
@@ -257,6 +269,7 @@ static int fd_settimeout(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
   double t = uipc_optseconds(L, 2, "timeout");
   int err;
+  uipc_nbresolve(o);
   o->timeout = t;
   if ((err = uipc_setnb(o, o->usernb || t >= 0)) != 0) return uipc_fail(L, "fcntl", err);
   lua_pushboolean(L, 1);
@@ -268,6 +281,7 @@ static int fd_setnonblocking(lua_State *L) {
   int on, err;
   luaL_checktype(L, 2, LUA_TBOOLEAN);
   on = lua_toboolean(L, 2);
+  uipc_nbresolve(o);
   o->usernb = (unsigned char)on;
   if ((err = uipc_setnb(o, on || o->timeout >= 0)) != 0) return uipc_fail(L, "fcntl", err);
   lua_pushboolean(L, 1);
@@ -310,7 +324,9 @@ static int fd_dup(lua_State *L) {
  */
 int uipc_block(uipc_Fd *o, int err, short events, double *deadline) {
   if (err == EINTR) return 0;
-  if ((err != EAGAIN && err != EWOULDBLOCK) || o->usernb) return err;
+  if (err != EAGAIN && err != EWOULDBLOCK) return err;
+  uipc_nbresolve(o);
+  if (o->usernb) return err;
   if (o->timeout >= 0 && *deadline < 0) *deadline = uipc_now() + o->timeout;
   return uipc_waitfd(o->fd, events, *deadline);
 }
@@ -502,6 +518,7 @@ static int fd_tofile(lua_State *L) {
   p->closef = NULL; /* a closed file until fdopen succeeds */
   p->f = NULL;
   luaL_setmetatable(L, LUA_FILEHANDLE);
+  uipc_nbresolve(o);
   if (o->onb && (err = uipc_setnb(o, 0)) != 0) return uipc_fail(L, "fcntl", err);
   o->usernb = 0;
   o->timeout = -1;

@@ -35,6 +35,7 @@ typedef struct uipc_Fd {
   unsigned char isfifo;  /* pipe/FIFO: writes guard against SIGPIPE */
   unsigned char usernb;  /* setnonblocking(true) */
   unsigned char onb;     /* O_NONBLOCK currently set on fd */
+  unsigned char nbunknown; /* wrapped fd: onb/usernb not read yet, see uipc_nbresolve */
   int family, type;      /* sockets: AF_*, SOCK_* */
   double timeout;        /* seconds, < 0 means none */
   char events[3];        /* cqueues interest: "r", "w", "rw" */
@@ -84,6 +85,12 @@ UIPC_API ssize_t uipc_writesome(uipc_Fd *o, const char *buf, size_t n, int flags
 UIPC_API int uipc_pushwrite(lua_State *L, const char *op, ssize_t r, int err);
 UIPC_API int uipc_writeall(lua_State *L, uipc_Fd *o, const char *s, size_t n, int flags,
                            const char *op);
+
+/* descriptor.c: a wrapped descriptor (received, inherited) has its
+   O_NONBLOCK read on first need rather than when wrapped (no fcntl per
+   received descriptor); call this before reading o->onb or o->usernb
+   outside the hot paths that already do (uipc_block, the setters) */
+UIPC_API void uipc_nbresolve(uipc_Fd *o);
 
 /* descriptor.c: register module functions into the table at -1 with the
    two class metatables as upvalues (uipc_toobj's fast path, as for methods) */

@@ -137,6 +137,7 @@ static int sock_connect(lua_State *L) {
   for (;;) {
     if (connect(o->fd, (struct sockaddr *)&ss, len) == 0) break;
     err = errno;
+    uipc_nbresolve(o); /* a wrapped socket: is it non-blocking? */
     if (err == EINTR || (err == EINPROGRESS && !o->usernb)) {
       socklen_t el = sizeof err;
       int soerr = 0;
