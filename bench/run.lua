@@ -5,13 +5,13 @@
 -- builds the C baselines and sets the environment.
 --
 -- lua5.4 bench/run.lua [loop ...]     (default: every loop)
--- env: BENCH_TIME (seconds per run, default 0.4), BENCH_ROUNDS (default 5),
+-- env: BENCH_TIME (seconds per run, default 0.3), BENCH_ROUNDS (default 7, at least 3),
 --      BENCH_PYTHON, BENCH_WRK, BENCH_TASKSET (paths, empty when missing),
 --      BENCH_OUT (report file, default bench/RESULTS.md; "-" for none)
 
 local getenv = os.getenv
-local TIME = tonumber(getenv "BENCH_TIME" or "") or 0.4
-local ROUNDS = math.max(3, tonumber(getenv "BENCH_ROUNDS" or "") or 5)
+local TIME = tonumber(getenv "BENCH_TIME" or "") or 0.3
+local ROUNDS = math.max(3, tonumber(getenv "BENCH_ROUNDS" or "") or 7)
 local PYTHON = getenv "BENCH_PYTHON" or ""
 local WRK = getenv "BENCH_WRK" or ""
 local TASKSET = getenv "BENCH_TASKSET" or ""
