@@ -85,6 +85,9 @@ static int loop_bulk(void) {
   pid_t pid;
   long long bytes = 0;
   double t0, el;
+  /* real pages, as the Lua and Python strings are: an untouched static
+     buffer would be the shared zero page, always in cache */
+  memset(buf, 'b', sizeof buf);
   pair(sv);
   pid = fork();
   if (pid < 0) die("fork");
