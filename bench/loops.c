@@ -1,6 +1,6 @@
 /*
  * C baselines for bench/run.lua: the same system calls as the Lua loops,
- * written plainly. Usage: loops LOOP SECONDS  -> "ok OPS ELAPSED"
+ * written plainly. Usage: loops LOOP SECONDS  -> "ok OPS WALL CPU"
  *                         loops httpd PORTFILE [WORKERS]
  * (the server writes its port, then its pid and its workers' pids, to PORTFILE)
  * Built with -O2 into bench/bin/ by bench/run.sh.
@@ -30,22 +30,30 @@ static double now(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* CPU time of this process (user + system) */
+static double cpu(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void die(const char *what) {
   perror(what);
   exit(2);
 }
 
-/* run body in batches of `batch` until secs have passed; prints the result */
-#define RUN(batch, ...)                                   \
-  do {                                                    \
-    long ops_ = 0;                                        \
-    double t0_ = now(), el_;                              \
-    do {                                                  \
-      for (int i_ = 0; i_ < (batch); i_++) { __VA_ARGS__; }      \
-      ops_ += (batch);                                    \
-      el_ = now() - t0_;                                  \
-    } while (el_ < secs);                                 \
-    printf("ok %ld %.6f\n", ops_, el_);                   \
+/* run body in batches of `batch` until secs have passed; prints
+   "ok OPS WALL CPU" (wall-clock and process CPU seconds) */
+#define RUN(batch, ...)                                             \
+  do {                                                              \
+    long ops_ = 0;                                                  \
+    double t0_ = now(), c0_ = cpu(), el_;                           \
+    do {                                                            \
+      for (int i_ = 0; i_ < (batch); i_++) { __VA_ARGS__; }         \
+      ops_ += (batch);                                              \
+      el_ = now() - t0_;                                            \
+    } while (el_ < secs);                                           \
+    printf("ok %ld %.6f %.6f\n", ops_, el_, cpu() - c0_);           \
   } while (0)
 
 static void pair(int sv[2]) {
@@ -84,7 +92,7 @@ static int loop_bulk(void) {
   int sv[2];
   pid_t pid;
   long long bytes = 0;
-  double t0, el;
+  double t0, c0, el;
   /* real pages, as the Lua and Python strings are: an untouched static
      buffer would be the shared zero page, always in cache */
   memset(buf, 'b', sizeof buf);
@@ -109,6 +117,7 @@ static int loop_bulk(void) {
   }
   close(sv[0]);
   t0 = now();
+  c0 = cpu();
   do {
     for (int i = 0; i < 16; i++) {
       ssize_t r = recv(sv[1], buf, sizeof buf, 0);
@@ -119,7 +128,7 @@ static int loop_bulk(void) {
   } while (el < secs);
   close(sv[1]);
   waitpid(pid, NULL, 0);
-  printf("ok %lld %.6f\n", bytes, el);
+  printf("ok %lld %.6f %.6f\n", bytes, el, cpu() - c0);
   return 0;
 }
 

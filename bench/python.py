@@ -1,6 +1,6 @@
 """Python standard-library versions of the bench loops.
 
-Usage: python3 bench/python.py LOOP SECONDS   -> "ok OPS ELAPSED" | "na REASON"
+Usage: python3 bench/python.py LOOP SECONDS   -> "ok OPS WALL CPU" | "na REASON"
        python3 bench/python.py httpd PORTFILE -> ThreadingHTTPServer for wrk
 """
 import fcntl
@@ -14,11 +14,17 @@ import time
 from multiprocessing.connection import Connection
 
 now = time.perf_counter
+cpu = time.process_time
+
+
+def out(ops, el, c0):
+    """ "ok OPS WALL CPU": wall-clock and process CPU seconds"""
+    print("ok %d %.6f %.6f" % (ops, el, cpu() - c0), flush=True)
 
 
 def run(secs, batch, body):
     body()
-    ops, t0 = 0, now()
+    ops, t0, c0 = 0, now(), cpu()
     while True:
         for _ in range(batch):
             body()
@@ -26,7 +32,7 @@ def run(secs, batch, body):
         el = now() - t0
         if el >= secs:
             break
-    print("ok %d %.6f" % (ops, el), flush=True)
+    out(ops, el, c0)
 
 
 MSG64 = b"x" * 64
@@ -64,7 +70,7 @@ def bulk(secs):
             pass
     pid = child(writer)
     a.close()
-    nbytes, t0 = 0, now()
+    nbytes, t0, c0 = 0, now(), cpu()
     while True:
         for _ in range(16):
             nbytes += len(b.recv(65536))
@@ -73,7 +79,7 @@ def bulk(secs):
             break
     b.close()
     os.waitpid(pid, 0)
-    print("ok %d %.6f" % (nbytes, el), flush=True)
+    out(nbytes, el, c0)
 
 
 def pingpong(secs):

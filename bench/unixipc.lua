@@ -1,13 +1,17 @@
 -- unixipc versions of the bench loops. Usage: lua5.4 bench/unixipc.lua LOOP SECONDS
--- prints "ok OPS ELAPSED", or "na REASON" when the function is not built yet.
+-- prints "ok OPS WALL CPU", or "na REASON" when the function is not built yet.
 local ipc = require "unixipc"
 
 local now = ipc.monotime
 local loop, secs = arg[1], tonumber(arg[2])
 local sockm = ipc._methods and ipc._methods.socket or {}
 
+local clock = os.clock -- process CPU time
+local c0 = clock()
+
+-- "ok OPS WALL CPU": wall-clock and process CPU seconds since the timed loop began
 local function out(ops, el)
-  io.write(("ok %d %.6f\n"):format(ops, el))
+  io.write(("ok %d %.6f %.6f\n"):format(ops, el, clock() - c0))
 end
 
 local function na(why)
@@ -26,9 +30,11 @@ local function run(batch, body)
   body() -- warm up once
   if COUNT then
     local t0 = now()
+    c0 = clock()
     for _ = 1, COUNT do body() end
     return out(COUNT, now() - t0)
   end
+  c0 = clock()
   local ops, t0, el = 0, now()
   repeat
     for _ = 1, batch do body() end
@@ -67,6 +73,7 @@ function loops.bulk()
     while a:sendall(chunk) do end
   end)
   a:close()
+  c0 = clock()
   local bytes, t0, el = 0, now()
   repeat
     for _ = 1, 16 do
