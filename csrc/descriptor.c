@@ -77,11 +77,14 @@ void uipc_nbresolve(uipc_Fd *o) {
 
 uipc_Fd *uipc_toobj(lua_State *L, int idx) {
   uipc_Fd *o = (uipc_Fd *)lua_touserdata(L, idx);
+  const void *mt;
   int ok = 0;
   if (!o || !lua_getmetatable(L, idx)) return NULL;
   /* fast path: methods (and functions registered by uipc_setfuncs) carry
-     both metatables as upvalues; sockets, the common case, first */
-  if (lua_rawequal(L, -1, lua_upvalueindex(2)) || lua_rawequal(L, -1, lua_upvalueindex(1)))
+     both metatables as upvalues; comparing table addresses is cheaper than
+     lua_rawequal (an absent upvalue is nil: NULL, never equal) */
+  mt = lua_topointer(L, -1);
+  if (mt == lua_topointer(L, lua_upvalueindex(2)) || mt == lua_topointer(L, lua_upvalueindex(1)))
     ok = 1;
   else {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
