@@ -68,18 +68,78 @@ static int ipc_waitpid(lua_State *L) {
   return uipc_pushstatus(L, r, status);
 }
 
-/* kill(pid, sig): sig a name ("TERM", "SIGTERM"), a number, or 0 to probe */
+/* kill(pid [, sig]): sig a name ("TERM", "SIGTERM"), a number, or 0 to
+   probe; default TERM */
 static int ipc_kill(lua_State *L) {
   pid_t pid = (pid_t)luaL_checkinteger(L, 1);
-  int sig = (lua_type(L, 2) == LUA_TNUMBER && lua_tointeger(L, 2) == 0) ? 0
-            : lua_isnoneornil(L, 2)                                        ? SIGTERM
-                                                                           : uipc_checksignal(L, 2);
+  int sig;
+  if (lua_isnoneornil(L, 2))
+    sig = SIGTERM;
+  else if (lua_isinteger(L, 2) && lua_tointeger(L, 2) == 0)
+    sig = 0;
+  else
+    sig = uipc_checksignal(L, 2);
   if (kill(pid, sig) < 0) {
     int err = errno;
     return uipc_fail(L, "kill", err);
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* message handler for _forkrun's child: a traceback, as lua.c's msghandler */
+static int childmsgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/*
+ * _forkrun(fn, ...) -> pid, the child side of spawn. The child calls
+ * fn(...) under lua_pcall from C and then always _exits: 0 when fn returns,
+ * 1 with the traceback on stderr when it raises, C stdio flushed. No error
+ * can escape into the caller's code in the child, not even one raised by a
+ * hook right after fork (lua.c turns SIGINT into such an error), which a
+ * fork + pcall written in Lua cannot promise. One exception, for
+ * daemonize: when fn returns _forkrun itself, the child returns 0 to its
+ * caller, like fork.
+ */
+static int ipc_forkrun(lua_State *L) {
+  int nargs = lua_gettop(L) - 1, code;
+  pid_t pid;
+  luaL_checkany(L, 1);
+  lua_pushcfunction(L, childmsgh);
+  lua_insert(L, 1);
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) {
+    int err = errno;
+    return uipc_fail(L, "fork", err);
+  }
+  if (pid > 0) {
+    lua_pushinteger(L, pid);
+    return 1;
+  }
+  if (lua_pcall(L, nargs, 1, 1) == LUA_OK) {
+    if (lua_tocfunction(L, -1) == ipc_forkrun) {
+      lua_pushinteger(L, 0);
+      return 1;
+    }
+    code = 0;
+  } else {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s\n", msg ? msg : "(error object is not a string)");
+    code = 1;
+  }
+  fflush(NULL);
+  _exit(code);
+  return 0;
 }
 
 static int ipc_getpid(lua_State *L) {
@@ -384,6 +444,7 @@ static const luaL_Reg funcs[] = {
   {"getpid", ipc_getpid},
   {"getppid", ipc_getppid},
   {"_exit", ipc__exit},
+  {"_forkrun", ipc_forkrun},
   {"setsid", ipc_setsid},
   {"getsid", ipc_getsid},
   {"dup2", ipc_dup2},

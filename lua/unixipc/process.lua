@@ -7,31 +7,15 @@
 -- buffers a second time.
 local core = require "unixipc.core"
 
-local type, error, tostring, tonumber, pcall, xpcall, setmetatable, getmetatable, next, pairs, warn =
-  type, error, tostring, tonumber, pcall, xpcall, setmetatable, getmetatable, next, pairs, warn
+local type, error, tostring, tonumber, pcall, setmetatable, getmetatable, next, pairs, warn =
+  type, error, tostring, tonumber, pcall, setmetatable, getmetatable, next, pairs, warn
 local mathtype, concat = math.type, table.concat
-local traceback = debug.traceback
 local stdout, stderr = io.stdout, io.stderr
 local fmt = string.format
 
 local function flushstdio()
   pcall(stdout.flush, stdout)
   pcall(stderr.flush, stderr)
-end
-
--- the error object as text, as lua.c's message handler does
-local function errtext(e)
-  if type(e) == "string" then return e end
-  local mt = getmetatable(e)
-  if mt and mt.__tostring then
-    local ok, s = pcall(tostring, e)
-    if ok and type(s) == "string" then return s end
-  end
-  return fmt("(error object is a %s value)", type(e))
-end
-
-local function handler(e)
-  return traceback(errtext(e), 2)
 end
 
 -- ---- proc objects --------------------------------------------------------
@@ -87,31 +71,40 @@ local function sleep(s)
   core.poll({}, s)
 end
 
--- close([grace]) -> the wait() results. Closes the channel; a child still
--- running gets SIGTERM, then SIGKILL after grace seconds (default 1), and
--- is reaped. Also what `local p <close> = ipc.spawn(...)` does.
+-- wait up to `secs` for the child to end; true if it did
+local function waitfor(self, secs)
+  local deadline, step = core.monotime() + secs, 0.001
+  while true do
+    local running = self:running()
+    if not running then return true end
+    local left = deadline - core.monotime()
+    if left <= 0 then return false end
+    sleep(step < left and step or left)
+    if step < 0.05 then step = step * 2 end
+  end
+end
+
+-- close([grace]) -> the wait() results. Closes the channel (a child
+-- reading it sees end of stream), gives the child grace seconds (default
+-- 1) to end on its own, then sends SIGTERM and gives it grace seconds
+-- more, then SIGKILL; reaps it in every case. `local p <close> =
+-- ipc.spawn(...)` does the same when the scope ends.
 function Proc:close(grace)
   if grace ~= nil and (type(grace) ~= "number" or not (grace >= 0)) then
     error("bad argument #1 (grace must be a non-negative number of seconds)", 2)
   end
+  grace = grace or 1
   local chan = self.chan
   if chan and chan.close then pcall(chan.close, chan) end
-  if not isowner(self) then return nil, "close: not the parent of this process", core.errno.ECHILD end
   if self._how then return result(self) end
+  if not isowner(self) then
+    return nil, "close: not the parent of this process", core.errno.ECHILD
+  end
   local running, msg, err = self:running()
   if running == nil then return nil, msg, err end
-  if running then
+  if running and not waitfor(self, grace) then
     core.kill(self.pid, "TERM")
-    local deadline, step = core.monotime() + (grace or 1), 0.001
-    while self:running() do
-      local left = deadline - core.monotime()
-      if left <= 0 then
-        core.kill(self.pid, "KILL")
-        break
-      end
-      sleep(step < left and step or left)
-      if step < 0.05 then step = step * 2 end
-    end
+    if not waitfor(self, grace) then core.kill(self.pid, "KILL") end
   end
   return self:wait()
 end
@@ -153,22 +146,16 @@ Proc.__name = "unixipc.process"
 
 local IPC -- the module table this layer was installed into
 
--- The child's side: never returns.
+-- The child's side, run by core._forkrun under a C-level pcall that always
+-- ends in _exit: 0 when this returns, 1 with the traceback on stderr.
 local function child(fn, own, other, ...)
-  local code = 1
-  local ok, e = xpcall(function(...)
-    if core._sigreset then core._sigreset() end
-    other:close()
-    local chan = IPC.channel and IPC.channel(own) or own
-    return fn(chan, ...)
-  end, handler, ...)
-  if ok then
-    code = 0
-  else
-    pcall(stderr.write, stderr, tostring(e), "\n")
-  end
-  flushstdio()
-  core._exit(code)
+  -- the signal layer's reset: unblock what its bridges blocked, close their
+  -- descriptors (looked up on the module table, which is the core's)
+  local reset = IPC._sigreset or core._sigreset
+  if reset then reset() end
+  other:close()
+  local chan = IPC.channel and IPC.channel(own) or own
+  fn(chan, ...) -- results dropped: only _forkrun itself may be returned
 end
 
 -- spawn(fn, ...) -> proc: fork; the child runs fn(chan, ...) and exits 0
@@ -182,13 +169,12 @@ local function spawn(fn, ...)
   local mine, theirs, err = core.socketpair("stream")
   if not mine then return nil, theirs, err end
   local pid, msg
-  pid, msg, err = core.fork()
+  pid, msg, err = core._forkrun(child, fn, theirs, mine, ...)
   if not pid then
     mine:close()
     theirs:close()
     return nil, msg, err
   end
-  if pid == 0 then child(fn, theirs, mine, ...) end
   theirs:close()
   local chan = IPC.channel and IPC.channel(mine) or mine
   return setmetatable({ pid = pid, chan = chan, _owner = core.getpid() }, Proc)
@@ -269,26 +255,24 @@ local function daemonize(opts)
   opts = checkopts(opts)
   local r, w, e0 = core.pipe()
   if not r then return nil, w, e0 end
-  local pid, msg, err = core.fork()
+  -- the middle child: a new session, then the daemon, which returns from
+  -- _forkrun (0, like fork) into the code below; the middle child _exits
+  local pid, msg, err = core._forkrun(function()
+    r:close()
+    local sid, m, e = core.setsid()
+    if not sid then fail(w, m, e) end
+    local dpid
+    dpid, m, e = core.fork()
+    if not dpid then fail(w, m, e) end
+    if dpid == 0 then return core._forkrun end
+  end)
   if not pid then
     r:close()
     w:close()
     return nil, msg, err
   end
-  if pid == 0 then
-    -- the first child: new session, then the daemon; it never returns
-    local ok = pcall(function()
-      r:close()
-      local sid, m, e = core.setsid()
-      if not sid then fail(w, m, e) end
-      local dpid
-      dpid, m, e = core.fork()
-      if not dpid then fail(w, m, e) end
-      if dpid > 0 then core._exit(0) end
-    end)
-    if not ok then core._exit(1) end
-    -- the daemon
-    ok = pcall(settle, opts, w)
+  if pid == 0 then -- the daemon
+    local ok = pcall(settle, opts, w)
     if not ok then core._exit(1) end
     return 0
   end
