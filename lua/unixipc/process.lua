@@ -7,8 +7,8 @@
 -- buffers a second time.
 local core = require "unixipc.core"
 
-local type, error, tostring, tonumber, pcall, setmetatable, getmetatable, next, pairs, warn =
-  type, error, tostring, tonumber, pcall, setmetatable, getmetatable, next, pairs, warn
+local type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, warn =
+  type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, warn
 local mathtype, concat = math.type, table.concat
 local stdout, stderr = io.stdout, io.stderr
 local fmt = string.format
@@ -112,13 +112,20 @@ end
 Proc.__close = function(self) self:close() end
 
 -- children whose proc object was collected while they still ran: reaped
--- (non-blocking) at every later spawn(), as Python's subprocess does
+-- (non-blocking) at every later spawn(), as Python's subprocess does. A
+-- list, walked by index, because a finalizer may append to it while it is
+-- walked (next() over a table growing underneath is undefined).
 local abandoned = {}
 
 local function reapabandoned()
-  for pid in pairs(abandoned) do
-    local r = core.waitpid(pid, "nohang")
-    if r ~= 0 then abandoned[pid] = nil end -- reaped, or not ours any more
+  local i = 1
+  while i <= #abandoned do
+    if core.waitpid(abandoned[i], "nohang") ~= 0 then -- reaped, or not ours any more
+      abandoned[i] = abandoned[#abandoned]
+      abandoned[#abandoned] = nil
+    else
+      i = i + 1
+    end
   end
 end
 
@@ -129,7 +136,7 @@ Proc.__gc = function(self)
   if self._how or not isowner(self) then return end
   local pid = core.waitpid(self.pid, "nohang")
   if pid == 0 then
-    abandoned[self.pid] = true
+    abandoned[#abandoned + 1] = self.pid
     warn(fmt("unixipc: process %d was collected while still running; "
       .. "wait() for it or close it (it will be reaped at a later spawn)", self.pid))
   end
@@ -165,7 +172,7 @@ local function spawn(fn, ...)
   if type(fn) ~= "function" and not (mt and mt.__call) then
     error(fmt("bad argument #1 (function expected, got %s)", type(fn)), 2)
   end
-  if next(abandoned) then reapabandoned() end
+  if abandoned[1] then reapabandoned() end
   local mine, theirs, err = core.socketpair("stream")
   if not mine then return nil, theirs, err end
   local pid, msg
