@@ -340,10 +340,9 @@ describe("reap", function()
   end)
 
   it("reports how a child was killed", function()
-    local pid = assert(ipc.fork())
-    if pid == 0 then
+    local pid = child(function()
       while true do ipc.poll({}, 1) end
-    end
+    end)
     ipc.kill(pid, "TERM")
     local got
     local deadline = ipc.monotime() + 5
