@@ -45,6 +45,7 @@ typedef struct Bridge {
   /* the signals whose mask bit this bridge flipped: the ones it blocked
      (signalfd) or the ones it had to unblock for its handler (self-pipe) */
   sigset_t changed;
+  sigset_t ignored;    /* signalfd: were SIG_IGN, set to SIG_DFL while bridged */
   struct Bridge *next; /* live list */
 } Bridge;
 
@@ -83,10 +84,12 @@ static int layout(int signo, int code) {
 
 /* ---- the self-pipe handler --------------------------------------------- */
 
+/* dispositions to restore, per signal (a signal has one bridge at most) */
+static struct sigaction oldact[NSIG];
+
 #ifdef UNIXIPC_SELFPIPE
 /* write end + 1 of the bridge holding each signal, 0 for none */
 static volatile sig_atomic_t pipewfd[NSIG];
-static struct sigaction oldact[NSIG]; /* dispositions to restore */
 
 /*
  * Async-signal-safe: no locks, no allocation, no Lua. A record is smaller
@@ -141,7 +144,8 @@ static void unlinklive(Bridge *b) {
 /*
  * Close a bridge and put back what it changed; 0 or the close errno.
  * Signalfd: still-pending signals of the bridge are consumed first (when
- * drain), so unblocking them does not run their default action now.
+ * drain), so unblocking them does not run their default action now; then
+ * the SIG_IGN dispositions come back, then the mask.
  * Self-pipe: the signals it unblocked are blocked again before the old
  * dispositions return, so nothing slips through to the wrong handler.
  */
@@ -171,6 +175,8 @@ static int bridge_close(Bridge *b, int drain) {
   if (close(b->fd) < 0 && errno != EINTR) err = errno;
   b->fd = -1;
 #ifndef UNIXIPC_SELFPIPE
+  for (s = 1; s < NSIG; s++)
+    if (sigismember(&b->ignored, s) == 1) sigaction(s, &oldact[s], NULL);
   sigprocmask(SIG_UNBLOCK, &b->changed, NULL);
 #endif
   (void)s;
@@ -293,6 +299,7 @@ static int ipc_signalfd(lua_State *L) {
   b->set = set;
   b->next = NULL;
   sigemptyset(&b->changed);
+  sigemptyset(&b->ignored);
   luaL_setmetatable(L, SIGNAL_MT);
   sigprocmask(SIG_BLOCK, NULL, &cur);
 #ifdef UNIXIPC_SELFPIPE
@@ -340,6 +347,21 @@ static int ipc_signalfd(lua_State *L) {
     err = errno;
     sigprocmask(SIG_UNBLOCK, &b->changed, NULL);
     return uipc_fail(L, "signalfd", err);
+  }
+  /*
+   * Blocked signals queue even when ignored, except SIGCHLD: with SIG_IGN
+   * the kernel reaps children itself and sends nothing. Ignored signals
+   * get SIG_DFL while bridged (blocked, so the default action never runs).
+   */
+  for (s = 1; s < NSIG; s++) {
+    struct sigaction cur_sa, dfl;
+    if (sigismember(&set, s) != 1 || sigaction(s, NULL, &cur_sa) < 0) continue;
+    if ((cur_sa.sa_flags & SA_SIGINFO) || cur_sa.sa_handler != SIG_IGN) continue;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    oldact[s] = cur_sa;
+    if (sigaction(s, &dfl, NULL) == 0) sigaddset(&b->ignored, s);
   }
 #endif
   b->next = live;

@@ -188,6 +188,39 @@ describe("signalfd", function()
     probe:close()
   end)
 
+  it("sees SIGCHLD even when the process started with it ignored", function()
+    -- SIG_IGN for SIGCHLD makes the kernel reap children and send nothing;
+    -- the bridge sets SIG_DFL while it lives and restores SIG_IGN on close
+    if not os.execute("env --ignore-signal=CHLD true 2>/dev/null") then
+      return pending("no env --ignore-signal (coreutils >= 9): cannot start a process with SIGCHLD ignored")
+    end
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local ipc = require "unixipc"
+      local function ign()
+        local st = assert(io.open("/proc/self/status"))
+        local m = tonumber(st:read("a"):match("SigIgn:%s*(%x+)"), 16)
+        st:close()
+        return (m >> (ipc.SIGCHLD - 1)) & 1 == 1
+      end
+      local before = ign()
+      local sig = assert(ipc.signalfd({ "CHLD" }))
+      local pid = assert(ipc.fork())
+      if pid == 0 then ipc._exit(7) end
+      local info = sig:read(2)
+      local c = ipc.reap()[1]
+      sig:close()
+      print(before, info and info.pid == pid, c and c.pid == pid and c.code, ign())
+    ]])
+    f:close()
+    local p = assert(io.popen(("env --ignore-signal=CHLD lua5.4 %s 2>&1"):format(script)))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.equal("true\ttrue\t7\ttrue\n", out)
+  end)
+
   it("lets two bridges for disjoint signals coexist, and refuses to share one", function()
     local a = assert(ipc.signalfd({ "USR1" }))
     local b = assert(ipc.signalfd({ "USR2", "SIGHUP" }))
