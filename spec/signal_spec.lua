@@ -117,6 +117,29 @@ describe("signalfd", function()
     sig:close()
   end)
 
+  it("keeps its deadline when other signals interrupt the wait", function()
+    -- with the self-pipe, USR2's handler interrupts poll() (EINTR) again and
+    -- again; the wait resumes with the time left, not a fresh timeout
+    local a = assert(ipc.signalfd({ "USR1" }))
+    local b = assert(ipc.signalfd({ "USR2" }))
+    local pid = child(function()
+      for _ = 1, 12 do
+        local t = ipc.monotime() + 0.03
+        while ipc.monotime() < t do end
+        ipc.kill(ipc.getppid(), "USR2")
+      end
+      return 0
+    end)
+    local t0 = ipc.monotime()
+    assert.same({ nil, "timeout", ETIMEDOUT }, { a:read(0.15) })
+    local dt = ipc.monotime() - t0
+    assert.same({ pid, "exited", 0 }, { ipc.waitpid(pid) })
+    assert.is_true(dt >= 0.14 and dt < 0.35, "waited " .. dt)
+    assert.equal("USR2", assert(b:read(0)).name)
+    a:close()
+    b:close()
+  end)
+
   it("waits forever by default until a signal comes", function()
     local sig = assert(ipc.signalfd({ "USR1" }))
     local pid = child(function()
