@@ -179,7 +179,6 @@ static int bridge_close(Bridge *b, int drain) {
     if (sigismember(&b->ignored, s) == 1) sigaction(s, &oldact[s], NULL);
   sigprocmask(SIG_UNBLOCK, &b->changed, NULL);
 #endif
-  (void)s;
   return err;
 }
 
