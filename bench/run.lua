@@ -5,7 +5,7 @@
 -- builds the C baselines and sets the environment.
 --
 -- lua5.4 bench/run.lua [loop ...]     (default: every loop)
--- env: BENCH_TIME (seconds per run, default 0.3), BENCH_ROUNDS (default 7, at least 3),
+-- env: BENCH_TIME (seconds per run, default 0.3), BENCH_ROUNDS (default 9, at least 3),
 --      BENCH_PYTHON, BENCH_WRK, BENCH_TASKSET (paths, empty when missing),
 --      BENCH_OUT (report file, default bench/RESULTS.md; "-" for none),
 --      BENCH_CLOCK=wall (rate by wall-clock time for every loop, see below)
@@ -18,7 +18,7 @@
 
 local getenv = os.getenv
 local TIME = tonumber(getenv "BENCH_TIME" or "") or 0.3
-local ROUNDS = math.max(3, tonumber(getenv "BENCH_ROUNDS" or "") or 7)
+local ROUNDS = math.max(3, tonumber(getenv "BENCH_ROUNDS" or "") or 9)
 local PYTHON = getenv "BENCH_PYTHON" or ""
 local WRK = getenv "BENCH_WRK" or ""
 local TASKSET = getenv "BENCH_TASKSET" or ""
@@ -111,7 +111,7 @@ end
 local function runhttp(impl)
   local tmpl = HTTPD[impl.name]
   if not tmpl then return nil, "na", "not available: no HTTP server for " .. impl.name end
-  if WRK == "" then return nil, "na", "wrk not installed" end
+  if WRK == "" then return nil, "na", "not available: wrk not installed" end
   local portfile = TMP .. ".port"
   os.remove(portfile)
   os.execute(("%s </dev/null >/dev/null 2>%s &"):format(tmpl:format(portfile), TMP))
@@ -178,6 +178,8 @@ for name in pairs(selected) do
     os.exit(2)
   end
 end
+
+if WRK == "" then note "http: skipped, wrk is not installed (apt-get install wrk)" end
 
 local impls = {}
 for _, im in ipairs(IMPLS) do
@@ -264,7 +266,13 @@ for _, loop in ipairs(loops) do
         s = "n/a (not built)"
       else
         s = "n/a"
-        if not cell.why:match "^not available" then note(loop.name .. ", " .. im.name .. ": " .. cell.why) end
+        if cell.why:match "^not available" then
+          -- the loop has no such implementation: nothing to explain
+        elseif cell.why:match "not installed" then
+          note(im.name .. ": " .. cell.why)
+        else
+          note(loop.name .. ", " .. im.name .. ": " .. cell.why)
+        end
       end
     else
       s = "error"
