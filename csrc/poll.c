@@ -102,6 +102,7 @@ static int ipc_poll(lua_State *L) {
     if ((++n & 63) == 1 && !lua_checkstack(L, 2 * 64 + 8)) return uipc_fail(L, "poll", EINVAL);
     lua_pushvalue(L, -2); /* keep key and value; the copy drives lua_next */
   }
+  if (!lua_checkstack(L, 16)) return uipc_fail(L, "poll", EINVAL); /* keyfd, the result */
   if (n > STACKFDS) fds = (struct pollfd *)lua_newuserdatauv(L, (size_t)n * sizeof *fds, 0);
   for (i = 0; i < n; i++) {
     int k = base + 2 * i;

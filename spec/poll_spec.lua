@@ -48,6 +48,23 @@ describe("poll", function()
     closeall(list)
   end)
 
+  it("reports n for every number that is not an open descriptor, in a large set", function()
+    local set = {}
+    for fd = 900000, 902999 do set[fd] = "r" end
+    local a, b = assert(ipc.socketpair())
+    assert(a:send("x"))
+    set[b] = "r"
+    local r = ipc.poll(set, 0)
+    local n = 0
+    for _ in pairs(r) do n = n + 1 end
+    assert.equal(3001, n)
+    assert.equal("n", r[900000])
+    assert.equal("n", r[902999])
+    assert.equal("r", r[b])
+    a:close()
+    b:close()
+  end)
+
   it("accepts integers, io files and foreign objects as keys", function()
     local a, b = assert(ipc.socketpair())
     assert(a:send("x"))
