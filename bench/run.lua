@@ -6,7 +6,7 @@
 --
 -- lua5.4 bench/run.lua [loop ...]     (default: every loop)
 -- env: BENCH_TIME (seconds per run, default 0.3), BENCH_ROUNDS (default 9, at least 3),
---      BENCH_PYTHON, BENCH_WRK, BENCH_TASKSET (paths, empty when missing),
+--      BENCH_PYTHON, BENCH_WRK, BENCH_TASKSET, BENCH_TIMEOUTCMD (paths, empty when missing),
 --      BENCH_OUT (report file, default bench/RESULTS.md; "-" for none),
 --      BENCH_CLOCK=wall (rate by wall-clock time for every loop, see below)
 --
@@ -22,6 +22,7 @@ local ROUNDS = math.max(3, tonumber(getenv "BENCH_ROUNDS" or "") or 9)
 local PYTHON = getenv "BENCH_PYTHON" or ""
 local WRK = getenv "BENCH_WRK" or ""
 local TASKSET = getenv "BENCH_TASKSET" or ""
+local TIMEOUT = getenv "BENCH_TIMEOUTCMD" or "" -- coreutils timeout: a stuck run fails, not the bench
 local OUT = getenv "BENCH_OUT" or "bench/RESULTS.md"
 local CLOCK = getenv "BENCH_CLOCK" or "" -- "wall": wall-clock time for every loop
 local TMP = os.tmpname()
@@ -81,7 +82,9 @@ end
 
 -- one run of a loop: value (ops/s), or nil, "na" | "error", reason
 local function runloop(impl, loop)
-  local cmd = ("%s%s %s %s 2>%s"):format(loop.pin and TASKSET ~= "" and (TASKSET .. " -c 0 ") or "",
+  local cmd = ("%s%s%s %s %s 2>%s"):format(
+    TIMEOUT ~= "" and ("%s -k 5 %d "):format(TIMEOUT, math.ceil(TIME * 10 + 30)) or "",
+    loop.pin and TASKSET ~= "" and (TASKSET .. " -c 0 ") or "",
     impl.cmd, loop.name, TIME, TMP)
   local p = io.popen(cmd)
   local line = p:read "l" or ""
@@ -127,7 +130,8 @@ local function runhttp(impl)
     kind, why = "error", "server did not start: " .. ((readfile(TMP) or ""):match "[^\n]*")
   else
     local dur = math.max(1, math.floor(TIME * 2 + 0.5))
-    local out = sh(("%s -t1 -c4 -d%ds http://127.0.0.1:%s/ 2>&1"):format(WRK, dur, port))
+    local out = sh(("%s%s -t1 -c4 -d%ds http://127.0.0.1:%s/ 2>&1"):format(
+      TIMEOUT ~= "" and ("%s -k 5 %d "):format(TIMEOUT, dur + 30) or "", WRK, dur, port))
     value = tonumber(out:match "Requests/sec:%s*([%d.]+)")
     if not value then kind, why = "error", "wrk: " .. out:gsub("\n", " ") end
     local errs = out:match "Socket errors[^\n]*" or out:match "Non%-2xx[^\n]*"

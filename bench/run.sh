@@ -28,7 +28,8 @@ fi
 BENCH_PYTHON=$(command -v python3 || true)
 BENCH_WRK=$(command -v wrk || true)
 BENCH_TASKSET=$(command -v taskset || true)
+BENCH_TIMEOUTCMD=$(command -v timeout || true)
 [ -n "$BENCH_PYTHON" ] || echo "bench: no python3; the Python column is skipped"
 [ -n "$BENCH_WRK" ] || echo "bench: no wrk (apt-get install wrk); the HTTP loop is skipped"
-export BENCH_PYTHON BENCH_WRK BENCH_TASKSET
+export BENCH_PYTHON BENCH_WRK BENCH_TASKSET BENCH_TIMEOUTCMD
 exec lua5.4 bench/run.lua "$@"
