@@ -23,7 +23,7 @@ uipc_Fd *uipc_newfd(lua_State *L, int issock) {
   uipc_Fd *o = (uipc_Fd *)lua_newuserdatauv(L, sizeof(uipc_Fd), 0);
   o->fd = -1;
   o->issock = (unsigned char)(issock != 0);
-  o->isfifo = o->usernb = o->onb = o->nbunknown = 0;
+  o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = 0;
   o->family = o->type = 0;
   o->timeout = -1;
   o->events[0] = 'r';
@@ -48,18 +48,31 @@ void uipc_initsock(uipc_Fd *o, int fd) {
  * keep fd in a guard until this returns.
  */
 int uipc_wrapfd(lua_State *L, int fd) {
-  struct stat st;
-  int issock = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-  uipc_Fd *o = uipc_newfd(L, issock);
-  if (issock)
-    uipc_initsock(o, fd);
-  else {
-    o->fd = fd;
-    o->isfifo = (unsigned char)S_ISFIFO(st.st_mode);
-  }
+  /* getsockopt(SO_TYPE) tells a socket, and its type, in one call that
+     costs half an fstat (and a non-socket fails it faster still) */
+  int type = 0, issock;
+  socklen_t len = sizeof type;
+  uipc_Fd *o;
+  issock = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+  o = uipc_newfd(L, issock);
+  o->fd = fd;
+  if (issock) {
+    len = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &o->family, &len) < 0) o->family = AF_UNSPEC;
+    o->type = type;
+  } else
+    o->fifounknown = 1; /* a pipe? asked on the first write (or tostring) */
   /* it may already be non-blocking: uipc_nbresolve reflects that on first need */
   o->nbunknown = 1;
   return 1;
+}
+
+/* a wrapped non-socket: is it a pipe or FIFO (writes must not raise SIGPIPE)? */
+static void fiforesolve(uipc_Fd *o) {
+  struct stat st;
+  if (!o->fifounknown || o->fd < 0) return;
+  o->fifounknown = 0;
+  o->isfifo = (unsigned char)(fstat(o->fd, &st) == 0 && S_ISFIFO(st.st_mode));
 }
 
 /*
@@ -224,6 +237,7 @@ static const char *typename_(int t) {
 static int fd_tostring(lua_State *L) {
   uipc_Fd *o = uipc_toobj(L, 1);
   if (!o) return luaL_typeerror(L, 1, "unixipc descriptor");
+  fiforesolve(o);
   if (o->fd < 0)
     lua_pushstring(L, o->issock ? "socket (closed)" : "descriptor (closed)");
   else if (o->issock)
@@ -359,6 +373,7 @@ static ssize_t nosigpipe_write(int fd, const char *buf, size_t n) {
 /* one write of up to n bytes; -1 with errno */
 ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags) {
   if (o->issock) return send(o->fd, buf, n, flags | MSG_NOSIGNAL);
+  if (o->fifounknown) fiforesolve(o);
   if (o->isfifo) return nosigpipe_write(o->fd, buf, n);
   return write(o->fd, buf, n);
 }

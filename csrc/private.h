@@ -36,6 +36,7 @@ typedef struct uipc_Fd {
   unsigned char usernb;  /* setnonblocking(true) */
   unsigned char onb;     /* O_NONBLOCK currently set on fd */
   unsigned char nbunknown; /* wrapped fd: onb/usernb not read yet, see uipc_nbresolve */
+  unsigned char fifounknown; /* wrapped non-socket: isfifo not read yet (first write) */
   int family, type;      /* sockets: AF_*, SOCK_* */
   double timeout;        /* seconds, < 0 means none */
   char events[3];        /* cqueues interest: "r", "w", "rw" */
