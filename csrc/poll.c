@@ -42,9 +42,9 @@ static int keyfd(lua_State *L, int idx) {
 }
 
 static short checkevents(lua_State *L, int idx) {
-  const char *s = lua_tostring(L, idx);
+  const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : "";
   short ev = 0;
-  if (lua_type(L, idx) != LUA_TSTRING || !*s)
+  if (!*s)
     uipc_argerror(L, 1, "poll events must be \"r\", \"w\" or \"rw\", got %s", luaL_typename(L, idx));
   for (; *s; s++) {
     switch (*s) {
