@@ -316,7 +316,25 @@ static int core_monotime(lua_State *L) {
   return 1;
 }
 
+/* sleep(seconds): nanosleep, resumed after signals for the time left */
+static int core_sleep(lua_State *L) {
+  double t = uipc_optseconds(L, 1, "seconds"), deadline;
+  if (t < 0) return uipc_argerror(L, 1, "number of seconds expected, got no value");
+  deadline = uipc_now() + t;
+  for (;;) {
+    double left = deadline - uipc_now();
+    struct timespec ts;
+    if (left <= 0) break;
+    ts.tv_sec = (time_t)left;
+    ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+    if (nanosleep(&ts, NULL) == 0) break;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg corefuncs[] = {
+  {"sleep", core_sleep},
   {"strerror", core_strerror},
   {"monotime", core_monotime},
   {"_openfds", core_openfds},
