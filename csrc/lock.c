@@ -60,8 +60,15 @@ typedef struct Opts {
 #define BACKOFF_MIN 0.001
 #define BACKOFF_MAX 0.010
 
-/* every function here carries the fd, socket and lock metatables as upvalues */
+/*
+ * Every function here carries four upvalues: the fd and socket metatables
+ * (uipc_toobj's fast path), and the two lock metatables. A held lock has
+ * MT_LOCK (with __gc); release() switches it to MT_DONE, the same class
+ * without __gc, so the collector makes no finalizer call for the common
+ * released-then-dropped object (Lua looks __gc up when it finalizes).
+ */
 #define MT_LOCK lua_upvalueindex(3)
+#define MT_DONE lua_upvalueindex(4)
 
 /* ---- arguments ------------------------------------------------------- */
 
@@ -297,7 +304,11 @@ static int drop(Lock *l) {
   return r < 0 ? errno : 0;
 }
 
-/* a new, not yet held lock object on top of the stack, referencing argument 1 */
+/*
+ * A new lock object on top of the stack, referencing argument 1. It gets
+ * its metatable from held() once the lock is taken: until then it is inert
+ * garbage that needs no finalizer.
+ */
 static Lock *newlock(lua_State *L, int kind, unsigned char owner, void *ref) {
   Lock *l = (Lock *)lua_newuserdatauv(L, sizeof(Lock), 1);
   l->fd = -1;
@@ -307,13 +318,18 @@ static Lock *newlock(lua_State *L, int kind, unsigned char owner, void *ref) {
   l->type = 0;
   l->pid = 0;
   l->start = l->len = 0;
-  lua_pushvalue(L, MT_LOCK);
-  lua_setmetatable(L, -2);
   if (owner != OWN_INT) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
   }
   return l;
+}
+
+/* the lock is taken: arm the finalizer (setmetatable cannot fail) */
+static int held(lua_State *L) {
+  lua_pushvalue(L, MT_LOCK);
+  lua_setmetatable(L, -2);
+  return 1;
 }
 
 static int lockfail(lua_State *L, const char *op, int err) {
@@ -342,7 +358,7 @@ static int ipc_flock(lua_State *L) {
   if ((err = take(K_FLOCK, fd, how, NULL, &op)) != 0) return lockfail(L, "flock", err);
   l->fd = fd;
   l->type = (short)how;
-  return 1;
+  return held(L);
 }
 
 /* lock(file [, {type, start, len, whence, wait, ofd}]) -> lock */
@@ -363,7 +379,7 @@ static int ipc_lock(lua_State *L) {
   l->pid = getpid();
   l->start = fl.l_start;
   l->len = fl.l_len;
-  return 1;
+  return held(L);
 }
 
 /* testlock(file [, {type, start, len, whence, ofd}]) -> nil | {type, pid, start, len} */
@@ -408,7 +424,7 @@ static Lock *tolock(lua_State *L) {
   Lock *l = (Lock *)lua_touserdata(L, 1);
   int ok;
   if (!l || !lua_getmetatable(L, 1)) return NULL;
-  ok = lua_rawequal(L, -1, MT_LOCK);
+  ok = lua_rawequal(L, -1, MT_LOCK) || lua_rawequal(L, -1, MT_DONE);
   lua_pop(L, 1);
   return ok ? l : NULL;
 }
@@ -423,6 +439,8 @@ static Lock *checklock(lua_State *L) {
 static int lock_release(lua_State *L) {
   Lock *l = checklock(L);
   int err = drop(l);
+  lua_pushvalue(L, MT_DONE);
+  lua_setmetatable(L, 1);
   if (err) return uipc_fail(L, l->kind == K_FLOCK ? "flock" : "fcntl", err);
   lua_pushboolean(L, 1);
   return 1;
@@ -431,6 +449,17 @@ static int lock_release(lua_State *L) {
 static int lock_gc(lua_State *L) {
   Lock *l = tolock(L);
   if (l) drop(l);
+  return 0;
+}
+
+/* __close: like release(), errors ignored (a scope exit must not raise) */
+static int lock_close(lua_State *L) {
+  Lock *l = tolock(L);
+  if (l) {
+    drop(l);
+    lua_pushvalue(L, MT_DONE);
+    lua_setmetatable(L, 1);
+  }
   return 0;
 }
 
@@ -459,8 +488,7 @@ static const luaL_Reg lockmethods[] = {
 };
 
 static const luaL_Reg lockmeta[] = {
-  {"__gc", lock_gc},
-  {"__close", lock_gc},
+  {"__close", lock_close},
   {"__tostring", lock_tostring},
   {NULL, NULL}
 };
@@ -472,27 +500,45 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-static void pushupvalues(lua_State *L, int lockmt) {
+static void pushupvalues(lua_State *L, int mt, int done) {
   luaL_getmetatable(L, UIPC_FD_MT);
   luaL_getmetatable(L, UIPC_SOCKET_MT);
-  lua_pushvalue(L, lockmt);
+  lua_pushvalue(L, mt);
+  lua_pushvalue(L, done);
+}
+
+/* fill a lock metatable at idx (the held one gets __gc) */
+static void fillmeta(lua_State *L, int idx, int mt, int done, int methods) {
+  lua_pushvalue(L, idx);
+  pushupvalues(L, mt, done);
+  luaL_setfuncs(L, lockmeta, 4);
+  if (idx == mt) {
+    pushupvalues(L, mt, done);
+    lua_pushcclosure(L, lock_gc, 4);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pushvalue(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
 }
 
 void uipc_open_lock(lua_State *L) {
-  int mt;
+  int mod = lua_gettop(L), mt, done, methods;
   luaL_newmetatable(L, LOCK_MT);
   mt = lua_gettop(L);
-  pushupvalues(L, mt);
-  luaL_setfuncs(L, lockmeta, 3);
   lua_newtable(L);
-  pushupvalues(L, mt);
-  luaL_setfuncs(L, lockmethods, 3);
-  lua_setfield(L, mt, "__index");
-  lua_pop(L, 1);
-  /* module table is at -1 again */
-  mt = lua_gettop(L) + 1;
-  luaL_getmetatable(L, LOCK_MT);
-  pushupvalues(L, mt);
-  lua_remove(L, mt);
-  luaL_setfuncs(L, funcs, 3);
+  done = lua_gettop(L);
+  lua_newtable(L);
+  methods = lua_gettop(L);
+  fillmeta(L, mt, mt, done, methods);
+  fillmeta(L, done, mt, done, methods);
+  lua_pushliteral(L, LOCK_MT);
+  lua_setfield(L, done, "__name");
+  lua_pushvalue(L, methods);
+  pushupvalues(L, mt, done);
+  luaL_setfuncs(L, lockmethods, 4);
+  lua_pushvalue(L, mod);
+  pushupvalues(L, mt, done);
+  luaL_setfuncs(L, funcs, 4);
+  lua_settop(L, mod);
 }
