@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,7 +38,7 @@ typedef struct Lock {
   unsigned char owner; /* OWN_* */
   short type;          /* LOCK_SH/LOCK_EX (flock) or F_RDLCK/F_WRLCK */
   void *ref;           /* uipc_Fd * or luaL_Stream *, kept alive by user value 1 */
-  pid_t pid;           /* K_POSIX: the process that holds it */
+  pid_t pid;           /* the process that took it */
   off_t start, len;    /* absolute range (whence resolved, len >= 0) */
 } Lock;
 
@@ -69,6 +70,37 @@ typedef struct Opts {
  */
 #define MT_LOCK lua_upvalueindex(3)
 #define MT_DONE lua_upvalueindex(4)
+
+/*
+ * This process's pid without a syscall per lock (getpid costs as much as
+ * flock itself): cached in a page the kernel wipes to zeros in a forked
+ * child (MADV_WIPEONFORK), so a zero means "ask again", whoever forked.
+ * Without MADV_WIPEONFORK every call asks the kernel.
+ */
+static pid_t *volatile pidpage;
+
+static pid_t mypid(void) {
+  pid_t *pp = pidpage;
+  if (!pp) return getpid();
+  if (!*pp) *pp = getpid();
+  return *pp;
+}
+
+static void initpid(void) {
+#ifdef MADV_WIPEONFORK
+  size_t size = (size_t)sysconf(_SC_PAGESIZE);
+  void *m;
+  pid_t *expect = NULL;
+  if (pidpage) return;
+  m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return;
+  /* another thread loading the module at once may win: keep one page */
+  if (madvise(m, size, MADV_WIPEONFORK) < 0 ||
+      !__atomic_compare_exchange_n(&pidpage, &expect, (pid_t *)m, 0, __ATOMIC_SEQ_CST,
+                                   __ATOMIC_SEQ_CST))
+    munmap(m, size);
+#endif
+}
 
 /* ---- arguments ------------------------------------------------------- */
 
@@ -293,7 +325,7 @@ static int drop(Lock *l) {
     r = UIPC_RETRY(flock(fd, LOCK_UN));
   } else {
     /* a forked child never held its parent's record locks: nothing to drop */
-    if (l->kind == K_POSIX && getpid() != l->pid) return 0;
+    if (l->kind == K_POSIX && mypid() != l->pid) return 0;
     memset(&fl, 0, sizeof fl);
     fl.l_type = F_UNLCK;
     fl.l_whence = SEEK_SET;
@@ -358,6 +390,7 @@ static int ipc_flock(lua_State *L) {
   if ((err = take(K_FLOCK, fd, how, NULL, &op)) != 0) return lockfail(L, "flock", err);
   l->fd = fd;
   l->type = (short)how;
+  l->pid = mypid();
   return held(L);
 }
 
@@ -376,7 +409,7 @@ static int ipc_lock(lua_State *L) {
     return lockfail(L, "fcntl", err);
   l->fd = fd;
   l->type = op.type;
-  l->pid = getpid();
+  l->pid = mypid();
   l->start = fl.l_start;
   l->len = fl.l_len;
   return held(L);
@@ -446,9 +479,20 @@ static int lock_release(lua_State *L) {
   return 1;
 }
 
+/*
+ * The collector releases a lock only in the process that took it: a forked
+ * child holds copies of its parent's lock objects, and collecting one there
+ * must not unlock the flock or OFD lock the parent still relies on (they
+ * share the open file description). An explicit release() acts anyway.
+ */
 static int lock_gc(lua_State *L) {
   Lock *l = tolock(L);
-  if (l) drop(l);
+  if (l && l->fd >= 0) {
+    if (l->pid == mypid())
+      drop(l);
+    else
+      l->fd = -1;
+  }
   return 0;
 }
 
@@ -524,6 +568,7 @@ static void fillmeta(lua_State *L, int idx, int mt, int done, int methods) {
 
 void uipc_open_lock(lua_State *L) {
   int mod = lua_gettop(L), mt, done, methods;
+  initpid();
   luaL_newmetatable(L, LOCK_MT);
   mt = lua_gettop(L);
   lua_newtable(L);
