@@ -127,7 +127,7 @@ static int checkfile(lua_State *L, unsigned char *owner, void **ref) {
 static lua_Integer optinteger(lua_State *L, int idx, const char *key) {
   if (!lua_isinteger(L, -1))
     luaL_error(L, "bad argument #%d (%s must be an integer, got %s)", idx, key,
-               lua_isnumber(L, -1) ? "a float" : luaL_typename(L, -1));
+               lua_type(L, -1) == LUA_TNUMBER ? "a float" : luaL_typename(L, -1));
   return lua_tointeger(L, -1);
 }
 
