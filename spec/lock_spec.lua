@@ -321,10 +321,12 @@ describe("locks", function()
       f:close()
     end)
 
-    it("reports an OFD lock with pid -1, and never the caller's own POSIX locks", function()
+    it("reports an OFD lock with pid -1, and never the asker's own locks", function()
       local f = assert(ipc.open(path, "r+"))
       local mine = assert(ipc.lock(f, { type = "write" }))
-      assert.is_nil(ipc.testlock(f)) -- our own lock never conflicts with us
+      assert.is_nil(ipc.testlock(f)) -- our own POSIX lock never conflicts with us...
+      -- ...but F_OFD_GETLK asks for the open file description, a different owner
+      assert.same({ type = "write", pid = ipc.getpid(), start = 0, len = 0 }, ipc.testlock(f, { ofd = true }))
       local g = assert(ipc.open(path, "r+"))
       -- an OFD lock is owned by the open file description, not by a process
       assert.is_true(mine:release())
@@ -333,6 +335,7 @@ describe("locks", function()
         ipc.testlock(g, { type = "write", ofd = true }))
       assert.same({ type = "read", pid = -1, start = 20, len = 10 }, ipc.testlock(g, { type = "write" }))
       assert.is_nil(ipc.testlock(g, { type = "read", ofd = true }))
+      assert.is_nil(ipc.testlock(f, { type = "write", ofd = true })) -- f's own OFD lock
       assert.is_true(ofd:release())
       f:close()
       g:close()
