@@ -15,9 +15,7 @@
 #include "private.h"
 
 #include <fcntl.h>
-#include <limits.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -224,6 +222,7 @@ static void checkopts(lua_State *L, int idx, int allowed, Opts *op) {
  */
 static int resolve(int fd, const Opts *op, struct flock *fl) {
   off_t base = 0, start, len = (off_t)op->len;
+  if ((lua_Integer)(off_t)op->start != op->start || (lua_Integer)len != op->len) return EOVERFLOW;
   if (op->whence == SEEK_CUR) {
     if ((base = lseek(fd, 0, SEEK_CUR)) < 0) return errno;
   } else if (op->whence == SEEK_END) {
@@ -233,8 +232,8 @@ static int resolve(int fd, const Opts *op, struct flock *fl) {
   }
   if (__builtin_add_overflow(base, (off_t)op->start, &start)) return EOVERFLOW;
   if (len < 0) {
-    if (len == INT64_MIN || __builtin_add_overflow(start, len, &start)) return EINVAL;
-    len = -len;
+    if (__builtin_add_overflow(start, len, &start) || __builtin_sub_overflow(0, len, &len))
+      return EINVAL;
   }
   if (start < 0) return EINVAL;
   memset(fl, 0, sizeof *fl);
@@ -376,12 +375,13 @@ static int ipc_flock(lua_State *L) {
   unsigned char owner;
   void *ref;
   int fd = checkfile(L, &owner, &ref), how, err;
-  const char *mode = luaL_checkstring(L, 2);
+  size_t n;
+  const char *mode = luaL_checklstring(L, 2, &n);
   Opts op;
   Lock *l;
-  if (mode[0] == 'e' && mode[1] == 'x' && !mode[2])
+  if (n == 2 && mode[0] == 'e' && mode[1] == 'x')
     how = LOCK_EX;
-  else if (mode[0] == 's' && mode[1] == 'h' && !mode[2])
+  else if (n == 2 && mode[0] == 's' && mode[1] == 'h')
     how = LOCK_SH;
   else
     return luaL_error(L, "bad argument #2 (lock mode must be \"ex\" or \"sh\", got '%s')", mode);
