@@ -124,8 +124,7 @@ static int checkfile(lua_State *L, unsigned char *owner, void **ref) {
 
 static lua_Integer optinteger(lua_State *L, int idx, const char *key) {
   if (!lua_isinteger(L, -1))
-    luaL_error(L, "bad argument #%d (%s must be an integer, got %s)", idx, key,
-               lua_type(L, -1) == LUA_TNUMBER ? "a float" : luaL_typename(L, -1));
+    uipc_argerror(L, idx, "%s must be an integer, got %s", key, lua_type(L, -1) == LUA_TNUMBER ? "a float" : luaL_typename(L, -1));
   return lua_tointeger(L, -1);
 }
 
@@ -136,7 +135,7 @@ static void optwait(lua_State *L, int idx, Opts *op) {
   }
   if (lua_type(L, -1) == LUA_TNUMBER) {
     double t = lua_tonumber(L, -1);
-    if (!(t >= 0)) luaL_error(L, "bad argument #%d (wait must not be negative)", idx);
+    if (!(t >= 0)) uipc_argerror(L, idx, "wait must not be negative");
     if (t == HUGE_VAL) {
       op->wait = W_BLOCK;
     } else {
@@ -145,8 +144,7 @@ static void optwait(lua_State *L, int idx, Opts *op) {
     }
     return;
   }
-  luaL_error(L, "bad argument #%d (wait must be a boolean or a number of seconds, got %s)", idx,
-             luaL_typename(L, -1));
+  uipc_argerror(L, idx, "wait must be a boolean or a number of seconds, got %s", luaL_typename(L, -1));
 }
 
 static const uipc_Const types[] = {{"write", F_WRLCK}, {"read", F_RDLCK}, {NULL, 0}};
@@ -163,7 +161,7 @@ static void checkopts(lua_State *L, int idx, int allowed, Opts *op) {
   op->secs = 0;
   if (lua_isnoneornil(L, idx)) return;
   if (!lua_istable(L, idx))
-    luaL_error(L, "bad argument #%d (options table expected, got %s)", idx, luaL_typename(L, idx));
+    uipc_argerror(L, idx, "options table expected, got %s", luaL_typename(L, idx));
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
@@ -177,10 +175,9 @@ static void checkopts(lua_State *L, int idx, int allowed, Opts *op) {
                                         : 0;
     if (!(bit & allowed)) {
       if (k)
-        luaL_error(L, "bad argument #%d (unknown option '%s')", idx, k);
+        uipc_argerror(L, idx, "unknown option '%s'", k);
       else
-        luaL_error(L, "bad argument #%d (option names must be strings, got %s)", idx,
-                   luaL_typename(L, -2));
+        uipc_argerror(L, idx, "option names must be strings, got %s", luaL_typename(L, -2));
     }
     switch (bit) {
       case OPT_TYPE:
@@ -191,9 +188,8 @@ static void checkopts(lua_State *L, int idx, int allowed, Opts *op) {
           for (; c->name && strcmp(c->name, v); c++) {
           }
         if (!v || !c->name) {
-          if (v) luaL_error(L, "bad argument #%d (unknown %s '%s')", idx, k, v);
-          luaL_error(L, "bad argument #%d (%s must be a string, got %s)", idx, k,
-                     luaL_typename(L, -1));
+          if (v) uipc_argerror(L, idx, "unknown %s '%s'", k, v);
+          uipc_argerror(L, idx, "%s must be a string, got %s", k, luaL_typename(L, -1));
         }
         if (bit == OPT_TYPE)
           op->type = (short)c->value;
@@ -206,8 +202,7 @@ static void checkopts(lua_State *L, int idx, int allowed, Opts *op) {
       case OPT_WAIT: optwait(L, idx, op); break;
       case OPT_OFD:
         if (!lua_isboolean(L, -1))
-          luaL_error(L, "bad argument #%d (ofd must be a boolean, got %s)", idx,
-                     luaL_typename(L, -1));
+          uipc_argerror(L, idx, "ofd must be a boolean, got %s", luaL_typename(L, -1));
         op->ofd = lua_toboolean(L, -1);
         break;
     }
@@ -384,7 +379,7 @@ static int ipc_flock(lua_State *L) {
   else if (n == 2 && mode[0] == 's' && mode[1] == 'h')
     how = LOCK_SH;
   else
-    return luaL_error(L, "bad argument #2 (lock mode must be \"ex\" or \"sh\", got '%s')", mode);
+    return uipc_argerror(L, 2, "lock mode must be \"ex\" or \"sh\", got '%s'", mode);
   checkopts(L, 3, OPT_WAIT, &op);
   l = newlock(L, K_FLOCK, owner, ref);
   if ((err = take(K_FLOCK, fd, how, NULL, &op)) != 0) return lockfail(L, "flock", err);
