@@ -26,57 +26,54 @@ static int foreign(lua_State *L, int idx) {
 
 /* descriptor of a poll key (errors name argument #1, the set): ours
    (checked first: the common case), an integer, an io file, or a foreign
-   object */
+   object; the messages are uipc_checkfd's */
 static int keyfd(lua_State *L, int idx) {
   uipc_Fd *o = uipc_toobj(L, idx);
   luaL_Stream *p;
   lua_Integer fd;
   if (o) {
-    if (o->fd < 0)
-      luaL_error(L, "bad argument #1 (attempt to use a closed %s)",
-                 o->issock ? "socket" : "descriptor");
+    if (o->fd < 0) uipc_argerror(L, 1, "attempt to use a closed %s", o->issock ? "socket" : "descriptor");
     return o->fd;
   }
   if (lua_type(L, idx) == LUA_TNUMBER) {
+    if (!lua_isinteger(L, idx)) uipc_argerror(L, 1, "descriptor must be an integer");
     fd = lua_tointeger(L, idx);
-    if (!lua_isinteger(L, idx) || fd < 0 || fd > INT_MAX)
-      luaL_error(L, "bad argument #1 (poll key must be a non-negative integer descriptor)");
+    if (fd < 0 || fd > INT_MAX) uipc_argerror(L, 1, "descriptor must not be negative");
     return (int)fd;
   }
   if ((p = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE)) != NULL) {
-    if (p->closef == NULL) luaL_error(L, "bad argument #1 (attempt to use a closed file)");
+    if (p->closef == NULL) uipc_argerror(L, 1, "attempt to use a closed file");
     return fileno(p->f);
   }
   idx = lua_absindex(L, idx);
   if (!foreign(L, idx))
-    luaL_error(L, "bad argument #1 (poll key must be a descriptor: unixipc object, io file, "
-               "integer or object with getfd/fileno, got %s)", luaL_typename(L, idx));
+    uipc_argerror(L, 1, "descriptor expected: unixipc object, io file, integer or object with "
+                  "getfd/fileno, got %s", luaL_typename(L, idx));
   if (lua_getfield(L, idx, "getfd") == LUA_TNIL) {
     lua_pop(L, 1);
     lua_getfield(L, idx, "fileno");
   }
   if (!lua_isfunction(L, -1))
-    luaL_error(L, "bad argument #1 (poll key has no getfd or fileno method)");
+    uipc_argerror(L, 1, "poll key has no getfd or fileno method");
   lua_pushvalue(L, idx);
   lua_call(L, 1, 1);
   fd = lua_tointeger(L, -1);
   lua_pop(L, 1);
-  if (fd < 0) luaL_error(L, "bad argument #1 (poll key is closed)");
+  if (fd < 0) uipc_argerror(L, 1, "poll key is closed");
   return (int)fd;
 }
 
 static short checkevents(lua_State *L, int idx) {
-  const char *s = lua_tostring(L, idx);
+  const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : "";
   short ev = 0;
-  if (lua_type(L, idx) != LUA_TSTRING || !*s)
-    luaL_error(L, "bad argument #1 (poll events must be \"r\", \"w\" or \"rw\", got %s)",
-               luaL_typename(L, idx));
+  if (!*s)
+    uipc_argerror(L, 1, "poll events must be \"r\", \"w\" or \"rw\", got %s", luaL_typename(L, idx));
   for (; *s; s++) {
     switch (*s) {
       case 'r': ev |= POLLIN; break;
       case 'w': ev |= POLLOUT; break;
       case 'p': ev |= POLLPRI; break;
-      default: luaL_error(L, "bad argument #1 (unknown poll event '%c')", *s);
+      default: uipc_argerror(L, 1, "unknown poll event '%c'", *s);
     }
   }
   return ev;
@@ -106,7 +103,8 @@ static int ipc_poll(lua_State *L) {
   if (n > STACKFDS) fds = (struct pollfd *)lua_newuserdatauv(L, (size_t)n * sizeof *fds, 0);
   for (i = 0; i < n; i++) {
     int k = base + 2 * i;
-    const char *ev = lua_tostring(L, k + 1);
+    /* the events strings are interned: one parse serves a run of equal ones */
+    const char *ev = lua_type(L, k + 1) == LUA_TSTRING ? lua_tostring(L, k + 1) : NULL;
     fds[i].fd = keyfd(L, k);
     if (ev == NULL || ev != lastev) {
       lastbits = checkevents(L, k + 1);
