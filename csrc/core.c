@@ -47,6 +47,15 @@ int uipc_argerror(lua_State *L, int idx, const char *fmt, ...) {
   return luaL_argerror(L, idx, msg);
 }
 
+/* true, or nil, "op: strerror(errno)", errno for a call that returned r
+   (called straight after the system call, before any other) */
+int uipc_boolresult(lua_State *L, int r, const char *op) {
+  int err = errno;
+  if (r < 0) return uipc_fail(L, op, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 int uipc_timeout(lua_State *L) {
   lua_pushnil(L);
   lua_pushliteral(L, "timeout");
@@ -341,21 +350,19 @@ static const luaL_Reg corefuncs[] = {
   {NULL, NULL}
 };
 
-static void seterrno(lua_State *L) {
-  const uipc_Const *c;
-  lua_createtable(L, 0, 300);
-  /* numbers -> canonical names first, aliases never overwrite */
-  for (c = errnames; c->name; c++) {
+/* a table {NAME = n, [n] = "NAME"}; the first name of a number wins, so
+   aliases (EWOULDBLOCK, SIGIOT) map names to numbers only */
+static void newbimap(lua_State *L, const uipc_Const *c) {
+  lua_newtable(L);
+  for (; c->name; c++) {
     lua_pushinteger(L, c->value);
     lua_setfield(L, -2, c->name);
-    lua_rawgeti(L, -1, c->value);
-    if (lua_isnil(L, -1)) {
+    if (lua_rawgeti(L, -1, c->value) == LUA_TNIL) {
       lua_pushstring(L, c->name);
       lua_rawseti(L, -3, c->value);
     }
     lua_pop(L, 1);
   }
-  lua_setfield(L, -2, "errno");
 }
 
 static void setsignals(lua_State *L) {
@@ -370,18 +377,7 @@ static void setsignals(lua_State *L) {
   lua_setfield(L, -2, "SIGRTMIN");
   lua_pushinteger(L, SIGRTMAX);
   lua_setfield(L, -2, "SIGRTMAX");
-  /* signals = {TERM = 15, [15] = "TERM", ...} */
-  lua_newtable(L);
-  for (c = uipc_signals; c->name; c++) {
-    lua_pushinteger(L, c->value);
-    lua_setfield(L, -2, c->name);
-    lua_rawgeti(L, -1, c->value);
-    if (lua_isnil(L, -1)) {
-      lua_pushstring(L, c->name);
-      lua_rawseti(L, -3, c->value);
-    }
-    lua_pop(L, 1);
-  }
+  newbimap(L, uipc_signals);
   lua_setfield(L, -2, "signals");
 }
 
@@ -396,7 +392,8 @@ __attribute__((visibility("default"))) int luaopen_unixipc_core(lua_State *L) {
     lua_pushinteger(L, c->value);
     lua_setfield(L, -2, buf);
   }
-  seterrno(L);
+  newbimap(L, errnames);
+  lua_setfield(L, -2, "errno");
   setsignals(L);
   uipc_open_descriptor(L);
   uipc_open_address(L);

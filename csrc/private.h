@@ -52,6 +52,7 @@ typedef struct uipc_Const {
 UIPC_API int uipc_fail(lua_State *L, const char *op, int err);
 UIPC_API int uipc_failmsg(lua_State *L, const char *op, const char *msg, int err);
 UIPC_API int uipc_argerror(lua_State *L, int idx, const char *fmt, ...);
+UIPC_API int uipc_boolresult(lua_State *L, int r, const char *op);
 UIPC_API int uipc_timeout(lua_State *L);
 UIPC_API double uipc_now(void);
 UIPC_API double uipc_optseconds(lua_State *L, int idx, const char *what);

@@ -75,27 +75,16 @@ static int sock_bind(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
   struct sockaddr_storage ss;
   socklen_t len;
-  int rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &len, 1), err;
+  int rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &len, 1);
   if (rc) return uipc_addrfail(L, "bind", rc);
-  if (bind(o->fd, (struct sockaddr *)&ss, len) < 0) {
-    err = errno;
-    return uipc_fail(L, "bind", err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return uipc_boolresult(L, bind(o->fd, (struct sockaddr *)&ss, len), "bind");
 }
 
 static int sock_listen(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
   lua_Integer backlog = luaL_optinteger(L, 2, SOMAXCONN);
-  int err;
   if (backlog < 0) return luaL_argerror(L, 2, "backlog must not be negative");
-  if (listen(o->fd, backlog > 0x7fffffff ? 0x7fffffff : (int)backlog) < 0) {
-    err = errno;
-    return uipc_fail(L, "listen", err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return uipc_boolresult(L, listen(o->fd, backlog > 0x7fffffff ? 0x7fffffff : (int)backlog), "listen");
 }
 
 /* accept() -> conn, addr. The new socket is blocking whatever the listener is. */
@@ -211,12 +200,7 @@ static int sock_shutdown(lua_State *L) {
                                     {NULL, 0}};
   uipc_Fd *o = uipc_checksock(L, 1);
   int how = lua_isnoneornil(L, 2) ? SHUT_RDWR : uipc_checkname(L, 2, hows, "shutdown mode");
-  if (shutdown(o->fd, how) < 0) {
-    int err = errno;
-    return uipc_fail(L, "shutdown", err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return uipc_boolresult(L, shutdown(o->fd, how), "shutdown");
 }
 
 static int nameof(lua_State *L, int peer) {
@@ -283,7 +267,7 @@ static const sockopt *checkopt(lua_State *L, int idx) {
 static int sock_setoption(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
   const sockopt *p = checkopt(L, 2);
-  int v = 0, err;
+  int v = 0;
   struct linger lg;
   void *val = &v;
   socklen_t len = sizeof v;
@@ -318,12 +302,7 @@ static int sock_setoption(lua_State *L) {
       len = sizeof lg;
       break;
   }
-  if (setsockopt(o->fd, p->level, p->opt, val, len) < 0) {
-    err = errno;
-    return uipc_fail(L, "setsockopt", err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return uipc_boolresult(L, setsockopt(o->fd, p->level, p->opt, val, len), "setsockopt");
 }
 
 static int sock_getoption(lua_State *L) {
