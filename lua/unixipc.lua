@@ -4,5 +4,6 @@
 local ipc = require "unixipc.core"
 
 require "unixipc.net" (ipc)
+require "unixipc.channel" (ipc)
 
 return ipc
