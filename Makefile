@@ -21,6 +21,7 @@ SO    = $(BUILD)/unixipc/core.so
 
 export LUA_PATH  := lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH := $(BUILD)/?.so;;
+export UNIXIPC_BUILD := $(BUILD)
 
 .PHONY: all deps test demo bench clean examples
 all: $(SO)

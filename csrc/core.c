@@ -253,7 +253,10 @@ int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *
     if (!*p) break;
     n = strcspn(p, " ,|");
     c = findname(names, p, n, "MSG_");
-    if (!c) luaL_error(L, "bad argument #%d (unknown %s '%.*s')", idx, what, (int)n, p);
+    if (!c) { /* lua_pushfstring has no %.*s */
+      lua_pushlstring(L, p, n);
+      luaL_error(L, "bad argument #%d (unknown %s '%s')", idx, what, lua_tostring(L, -1));
+    }
     flags |= c->value;
     p += n;
   }

@@ -25,6 +25,7 @@ static int foreign(lua_State *L, int idx) {
 /* descriptor of a poll key: ours, an io file, an integer, or a foreign object */
 static int keyfd(lua_State *L, int idx) {
   lua_Integer fd;
+  idx = lua_absindex(L, idx); /* the calls below push */
   if (!foreign(L, idx)) return uipc_checkfd(L, idx);
   if (lua_getfield(L, idx, "getfd") == LUA_TNIL) {
     lua_pop(L, 1);

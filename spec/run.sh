@@ -5,9 +5,12 @@
 set -u
 cd "$(dirname "$0")/.."
 BUSTED=$(command -v busted || echo /usr/bin/busted)
+BUILD=${UNIXIPC_BUILD:-build}
+export LUA_PATH="lua/?.lua;lua/?/init.lua;;"
+export LUA_CPATH="$BUILD/?.so;;"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-lua5.4 "$BUSTED" -o utfTerminal "$@" 2>&1 | tee "$out"
+lua5.4 "$BUSTED" --cpath="$BUILD/?.so;" -o utfTerminal "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 summary=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' | tail -n 1)
 if [ -z "$summary" ]; then

@@ -1,0 +1,40 @@
+-- Smoke tests for the signal examples: each runs to the end on its own.
+-- They run against the build under test (LUA_CPATH from make, so
+-- `make test SELFPIPE=1` runs them on the self-pipe fallback too).
+local function run(name)
+  local cpath = os.getenv("LUA_CPATH") or "build/?.so;;"
+  local cmd = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s' lua5.4 examples/%s.lua 2>&1")
+    :format(cpath, name)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok, how, code = p:close()
+  return out, ok, how, code
+end
+
+describe("examples (signals)", function()
+  it("oob_server reads the urgent byte apart from the normal data", function()
+    local out, ok, how, code = run("oob_server")
+    assert.is_true(ok, out)
+    assert.same({ "exit", 0 }, { how, code })
+    assert.truthy(out:match("listening on 127%.0%.0%.1:%d+"), out)
+    assert.truthy(out:find("got 1 bytes of oob data 'c'", 1, true), out)
+    local normal = {}
+    for n, data in out:gmatch("got (%d+) bytes of normal data '([^']*)'") do
+      assert.equal(tonumber(n), #data)
+      normal[#normal + 1] = data
+    end
+    assert.equal("123ab123", table.concat(normal))
+    assert.truthy(out:find("client exited with 0", 1, true), out)
+  end)
+
+  it("sigio reads every message on SIGIO and reaps the child on SIGCHLD", function()
+    local out, ok, how, code = run("sigio")
+    assert.is_true(ok, out)
+    assert.same({ "exit", 0 }, { how, code })
+    assert.truthy(out:find("SIGIO for fd mine", 1, true), out)
+    local msgs = {}
+    for data in out:gmatch("read '([^']*)'") do msgs[#msgs + 1] = data end
+    assert.equal("message 1message 2message 3", table.concat(msgs))
+    assert.truthy(out:find("child exited with 0", 1, true), out)
+  end)
+end)

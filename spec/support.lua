@@ -1,0 +1,78 @@
+-- Shared bits for the specs: temporary directories, a second Lua process,
+-- and descriptor flags read back from /proc.
+local M = {}
+
+local ipc = require "unixipc"
+
+-- a fresh temporary directory, removed (with its contents) by the cleanup fn
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/unixipc-spec.XXXXXX")
+  local dir = p:read("*l")
+  p:close()
+  return dir, function() os.execute("rm -rf '" .. dir .. "'") end
+end
+
+-- run Lua source in a second lua5.4 process; returns the popen file
+-- (mode "r": read its stdout; "w": write its stdin)
+function M.lua(src, mode)
+  local cmd = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s' lua5.4 -e %s"):format(
+    os.getenv("LUA_CPATH") or "build/?.so;;", M.quote(src))
+  return io.popen(cmd, mode or "r")
+end
+
+-- the shell-quoted form of a string
+function M.quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- flags of an open descriptor from /proc/self/fdinfo (octal, as open(2) flags)
+function M.fdflags(fd)
+  local f = assert(io.open("/proc/self/fdinfo/" .. fd))
+  local text = f:read("*a")
+  f:close()
+  return tonumber(text:match("flags:%s*(%d+)"), 8)
+end
+
+function M.cloexec(obj)
+  local fd = type(obj) == "number" and obj or obj:fileno()
+  return M.fdflags(fd) & ipc.O_CLOEXEC ~= 0
+end
+
+function M.nonblocking(obj)
+  return M.fdflags(obj:fileno()) & ipc.O_NONBLOCK ~= 0
+end
+
+-- run fn in a forked child that always ends in _exit (0 on success, 1 on error)
+function M.child(fn)
+  local pid = assert(ipc.fork())
+  if pid == 0 then
+    local ok, err = pcall(fn)
+    if not ok then io.stderr:write("child: ", tostring(err), "\n") end
+    io.stdout:flush()
+    io.stderr:flush()
+    ipc._exit(ok and 0 or 1)
+  end
+  return pid
+end
+
+-- wait for a child and return its exit code (or "signal N")
+function M.wait(pid)
+  local _, how, code = ipc.waitpid(pid)
+  if how == "exited" then return code end
+  return how .. " " .. tostring(code)
+end
+
+-- does this machine have an IPv6 loopback?
+function M.has_ipv6()
+  local s = ipc.socket("inet6", "stream")
+  if not s then return false end
+  local ok = s:bind("[::1]:0")
+  s:close()
+  return ok == true
+end
+
+function M.have(cmd)
+  return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
+end
+
+return M
