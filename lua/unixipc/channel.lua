@@ -308,7 +308,7 @@ end
 
 local function channel(sock, opts)
   local mt = type(sock) == "userdata" and getmetatable(sock)
-  if not mt or mt.__index ~= core._methods.socket then
+  if not mt or mt.__name ~= "unixipc.socket" then
     error("bad argument #1 to 'channel' (unixipc socket expected, got " .. type(sock) .. ")", 2)
   end
   if opts == nil then opts = {} end
