@@ -128,7 +128,10 @@ static int fieldflags(lua_State *L, int t, int idx) {
       if (m > 4 && strncasecmp(q, "MSG_", 4) == 0) q += 4, m -= 4;
       if (strlen(c->name) == m && strncasecmp(q, c->name, m) == 0) break;
     }
-    if (!c->name) luaL_error(L, "bad argument #%d (unknown flag '%.*s')", t, (int)n, p);
+    if (!c->name) {
+      lua_pushlstring(L, p, n);
+      luaL_error(L, "bad argument #%d (unknown flag '%s')", t, lua_tostring(L, -1));
+    }
     flags |= c->value;
     p += n;
   }
@@ -469,7 +472,8 @@ static int sock_recvmsg(lua_State *L) {
   return 3;
 }
 
-/* peercred() -> {pid=, uid=, gid=} of the peer at connect/socketpair time */
+/* peercred() -> {pid=, uid=, gid=} of the peer at connect/socketpair time;
+   nil, "peercred: no peer credentials", ENOTCONN without a unix peer */
 static int sock_peercred(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
   struct ucred uc;
@@ -478,6 +482,8 @@ static int sock_peercred(lua_State *L) {
     int err = errno;
     return uipc_fail(L, "getsockopt", err);
   }
+  /* Linux answers pid 0 for a socket with no unix peer (unconnected, inet) */
+  if (uc.pid == 0) return uipc_failmsg(L, "peercred", "no peer credentials", ENOTCONN);
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, uc.pid);
   lua_setfield(L, -2, "pid");
