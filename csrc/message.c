@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -75,13 +76,49 @@ static fdguard *pushguard(lua_State *L) {
   return newguard(L);
 }
 
+/*
+ * Field names live in the methods' upvalues (after the two metatables that
+ * uipc_toobj expects): a raw get with an interned key skips the string
+ * lookup lua_getfield/lua_setfield do on every call.
+ */
+static const char *const keynames[] = {"data", "fds", "cred", "to", "flags", "size", "maxfds",
+                                       "truncated", "ctruncated", "from", "pid", "uid", "gid",
+                                       NULL};
+enum { K_DATA = 3, K_FDS, K_CRED, K_TO, K_FLAGS, K_SIZE, K_MAXFDS, K_TRUNC, K_CTRUNC, K_FROM,
+       K_PID, K_UID, K_GID, K_END };
+
+/* push t[key] (raw), return its type */
+static int getkey(lua_State *L, int t, int k) {
+  lua_pushvalue(L, lua_upvalueindex(k));
+  return lua_rawget(L, t);
+}
+
+/* t[key] = value at the top (raw), popping it; t is a negative index below it */
+static void setkey(lua_State *L, int t, int k) {
+  lua_pushvalue(L, lua_upvalueindex(k));
+  lua_insert(L, -2);
+  lua_rawset(L, t - 1);
+}
+
 /* ---- sendmsg ---------------------------------------------------------- */
 
 static const char *const sendfields[] = {"data", "fds", "cred", "to", "flags", NULL};
 static const char *const recvfields[] = {"size", "maxfds", "flags", NULL};
 
-/* every key of the table at idx is one of names */
-static void checkfields(lua_State *L, int idx, const char *const *names, const char *fn) {
+/*
+ * Every key of the table at idx is one of names. found is how many of them
+ * the caller saw non-nil: when the table holds exactly that many keys (the
+ * usual case) nothing needs comparing.
+ */
+static void checkfields(lua_State *L, int idx, const char *const *names, const char *fn,
+                        int found) {
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  if (n == found) return;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     const char *const *p = names;
@@ -197,11 +234,10 @@ static int sock_sendmsg(lua_State *L) {
   double deadline = -1;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  checkfields(L, 2, sendfields, "sendmsg");
   memset(&msg, 0, sizeof msg);
 
   /* data at 3 (kept on the stack: it anchors the strings) */
-  switch (lua_getfield(L, 2, "data")) {
+  switch (getkey(L, 2, K_DATA)) {
     case LUA_TNIL: break;
     case LUA_TSTRING:
       niov = 1;
@@ -227,7 +263,7 @@ static int sock_sendmsg(lua_State *L) {
   if (niov <= STACKIOV) lua_pushnil(L); /* keep the layout: 4 is the iov box */
 
   /* fds at 5 */
-  switch (lua_getfield(L, 2, "fds")) {
+  switch (getkey(L, 2, K_FDS)) {
     case LUA_TNIL: break;
     case LUA_TTABLE:
       nfds = (lua_Integer)lua_rawlen(L, 5);
@@ -249,7 +285,7 @@ static int sock_sendmsg(lua_State *L) {
   }
 
   /* cred at 6 */
-  switch (lua_getfield(L, 2, "cred")) {
+  switch (getkey(L, 2, K_CRED)) {
     case LUA_TNIL: break;
     case LUA_TBOOLEAN:
       if (!lua_toboolean(L, 6)) break;
@@ -269,8 +305,13 @@ static int sock_sendmsg(lua_State *L) {
                         luaL_typename(L, 6));
   }
 
-  lua_getfield(L, 2, "flags");
+  getkey(L, 2, K_FLAGS);
   flags = fieldflags(L, 2, 7);
+  getkey(L, 2, K_TO);
+  checkfields(L, 2, sendfields, "sendmsg",
+              !lua_isnil(L, 3) + !lua_isnil(L, 5) + !lua_isnil(L, 6) + !lua_isnil(L, 7) +
+                  !lua_isnil(L, 8));
+  lua_pop(L, 1);
 
   /*
    * A stream socket has no message boundary to carry ancillary data alone:
@@ -282,7 +323,7 @@ static int sock_sendmsg(lua_State *L) {
 
   /* to: moved to index 2 so address errors name argument #2 (the table stays at 8) */
   lua_pushvalue(L, 2);
-  if (lua_getfield(L, 2, "to") != LUA_TNIL) {
+  if (getkey(L, 2, K_TO) != LUA_TNIL) {
     int rc;
     socklen_t alen;
     lua_replace(L, 2);
@@ -333,9 +374,32 @@ static int sock_sendmsg(lua_State *L) {
 
 /* ---- recvmsg ---------------------------------------------------------- */
 
-static lua_Integer optfield(lua_State *L, int t, const char *k, lua_Integer def) {
+/*
+ * uipc_wrapfd without the fcntl(F_GETFL): one syscall less per received
+ * descriptor. The O_NONBLOCK state is left unknown (onb = 2, so the first
+ * uipc_setnb really sets or clears it, and tofile clears it), and the
+ * object blocks like every new object: EAGAIN from a file description the
+ * sender left non-blocking is waited out by uipc_block. May raise a memory
+ * error before owning fd (the guard still holds it then).
+ */
+static void wraprecv(lua_State *L, int fd) {
+  struct stat st;
+  int known = fstat(fd, &st) == 0, issock = known && S_ISSOCK(st.st_mode);
+  uipc_Fd *o = uipc_newfd(L, issock);
+  if (issock)
+    uipc_initsock(o, fd);
+  else {
+    o->fd = fd;
+    o->isfifo = (unsigned char)(known && S_ISFIFO(st.st_mode));
+  }
+  o->onb = 2;
+}
+
+static lua_Integer optfield(lua_State *L, int t, int key, const char *k, lua_Integer def,
+                            int *found) {
   lua_Integer v = def;
-  if (lua_getfield(L, t, k) != LUA_TNIL) {
+  if (getkey(L, t, key) != LUA_TNIL) {
+    (*found)++;
     if (!lua_isinteger(L, -1))
       luaL_error(L, "bad argument #%d (%s must be an integer, got %s)", t, k,
                  lua_isnumber(L, -1) ? "a float" : luaL_typename(L, -1));
@@ -366,12 +430,13 @@ static int sock_recvmsg(lua_State *L) {
   ssize_t r;
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) {
+    int found = 0;
     luaL_checktype(L, 2, LUA_TTABLE);
-    checkfields(L, 2, recvfields, "recvmsg");
-    size = (size_t)optfield(L, 2, "size", 65536);
-    maxfds = (size_t)optfield(L, 2, "maxfds", SCM_MAX_FD);
-    lua_getfield(L, 2, "flags");
+    size = (size_t)optfield(L, 2, K_SIZE, "size", 65536, &found);
+    maxfds = (size_t)optfield(L, 2, K_MAXFDS, "maxfds", SCM_MAX_FD, &found);
+    getkey(L, 2, K_FLAGS);
     flags = fieldflags(L, 2, 3);
+    checkfields(L, 2, recvfields, "recvmsg", found + !lua_isnil(L, 3));
     lua_pop(L, 1);
   }
   if (maxfds > SCM_MAX_FD) maxfds = SCM_MAX_FD; /* the kernel never sends more */
@@ -440,30 +505,30 @@ static int sock_recvmsg(lua_State *L) {
   lua_pushlstring(L, buf, (size_t)r);
   lua_createtable(L, n, 0);
   for (i = 0; i < n; i++) {
-    uipc_wrapfd(L, g->fd[i]); /* may raise before owning: the guard still holds it */
+    wraprecv(L, g->fd[i]);
     g->fd[i] = -1;
     lua_rawseti(L, -2, i + 1);
   }
   lua_createtable(L, 0, 5);
   lua_pushboolean(L, (msg.msg_flags & MSG_TRUNC) != 0);
-  lua_setfield(L, -2, "truncated");
+  setkey(L, -2, K_TRUNC);
   lua_pushboolean(L, ctrunc);
-  lua_setfield(L, -2, "ctruncated");
+  setkey(L, -2, K_CTRUNC);
   lua_pushinteger(L, msg.msg_flags & ~MSG_CMSG_CLOEXEC);
-  lua_setfield(L, -2, "flags");
+  setkey(L, -2, K_FLAGS);
   if (msg.msg_namelen > 0) {
     uipc_pushaddr(L, (struct sockaddr *)&ss, msg.msg_namelen);
-    lua_setfield(L, -2, "from");
+    setkey(L, -2, K_FROM);
   }
   if (hascred) {
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, uc.pid);
-    lua_setfield(L, -2, "pid");
+    setkey(L, -2, K_PID);
     lua_pushinteger(L, uc.uid);
-    lua_setfield(L, -2, "uid");
+    setkey(L, -2, K_UID);
     lua_pushinteger(L, uc.gid);
-    lua_setfield(L, -2, "gid");
-    lua_setfield(L, -2, "cred");
+    setkey(L, -2, K_GID);
+    setkey(L, -2, K_CRED);
   }
   if (n > 0) {
     g->n = 0;
@@ -502,7 +567,15 @@ static const luaL_Reg sockmethods[] = {
 };
 
 void uipc_open_message(lua_State *L) {
-  uipc_addmethods(L, NULL, sockmethods);
+  const char *const *k;
+  /* socket methods, with the metatables uipc_toobj expects and the keys */
+  lua_getfield(L, -1, "_methods");
+  lua_getfield(L, -1, "socket");
+  luaL_getmetatable(L, UIPC_FD_MT);
+  luaL_getmetatable(L, UIPC_SOCKET_MT);
+  for (k = keynames; *k; k++) lua_pushstring(L, *k);
+  luaL_setfuncs(L, sockmethods, K_END - 1);
+  lua_pop(L, 2);
   /* the guards' class and the shared guard */
   lua_newtable(L);
   lua_pushcfunction(L, guard_close);
