@@ -338,9 +338,12 @@ static int sock_sendmsg(lua_State *L) {
   msg.msg_iovlen = (size_t)niov;
   if (hascred || nfds > 0) {
     struct cmsghdr *c;
-    memset(&ctrl, 0, sizeof ctrl);
+    clen = (hascred ? CMSG_SPACE(sizeof uc) : 0) +
+           (nfds > 0 ? CMSG_SPACE((size_t)nfds * sizeof(int)) : 0);
+    memset(ctrl.buf, 0, clen); /* the padding the kernel may read */
     msg.msg_control = ctrl.buf;
-    msg.msg_controllen = sizeof ctrl.buf;
+    msg.msg_controllen = clen;
+    clen = 0;
     c = CMSG_FIRSTHDR(&msg);
     if (hascred) {
       c->cmsg_level = SOL_SOCKET;
@@ -509,7 +512,7 @@ static int sock_recvmsg(lua_State *L) {
     g->fd[i] = -1;
     lua_rawseti(L, -2, i + 1);
   }
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 3 + (msg.msg_namelen > 0) + hascred);
   lua_pushboolean(L, (msg.msg_flags & MSG_TRUNC) != 0);
   setkey(L, -2, K_TRUNC);
   lua_pushboolean(L, ctrunc);
