@@ -31,22 +31,19 @@ static int unixaddr(lua_State *L, int idx, int family, const char *s, size_t n, 
                     struct sockaddr_storage *ss, socklen_t *len) {
   struct sockaddr_un *su = (struct sockaddr_un *)ss;
   if (family != AF_UNIX && family != AF_UNSPEC)
-    luaL_error(L, "bad argument #%d (unix address '%s' for an %s socket)", idx, s,
-               family == AF_INET ? "inet" : "inet6");
+    uipc_argerror(L, idx, "unix address '%s' for an %s socket", s, family == AF_INET ? "inet" : "inet6");
   memset(su, 0, sizeof *su);
   su->sun_family = AF_UNIX;
   if (abstract) {
     if (n + 1 > SUN_MAX)
-      luaL_error(L, "bad argument #%d (abstract name too long for sun_path: %d bytes, max %d)", idx,
-                 (int)n, (int)SUN_MAX - 1);
+      uipc_argerror(L, idx, "abstract name too long for sun_path: %d bytes, max %d", (int)n, (int)SUN_MAX - 1);
     memcpy(su->sun_path + 1, s, n);
     *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
   } else {
-    if (n == 0) luaL_error(L, "bad argument #%d (empty unix path)", idx);
-    if (memchr(s, '\0', n)) luaL_error(L, "bad argument #%d (unix path contains a NUL byte)", idx);
+    if (n == 0) uipc_argerror(L, idx, "empty unix path");
+    if (memchr(s, '\0', n)) uipc_argerror(L, idx, "unix path contains a NUL byte");
     if (n + 1 > SUN_MAX)
-      luaL_error(L, "bad argument #%d (path too long for sun_path: %d bytes, max %d)", idx, (int)n,
-                 (int)SUN_MAX - 1);
+      uipc_argerror(L, idx, "path too long for sun_path: %d bytes, max %d", (int)n, (int)SUN_MAX - 1);
     memcpy(su->sun_path, s, n);
     *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
   }
@@ -73,7 +70,7 @@ static int inetaddr(const char *host, const char *port, int family, int socktype
 }
 
 static void checkport(lua_State *L, int idx, const char *port, const char *s) {
-  if (!port || !*port) luaL_error(L, "bad argument #%d (address '%s' has no port)", idx, s);
+  if (!port || !*port) uipc_argerror(L, idx, "address '%s' has no port", s);
 }
 
 /*
@@ -91,7 +88,7 @@ int uipc_toaddr(lua_State *L, int idx, int family, int socktype, struct sockaddr
   if (lua_type(L, idx) == LUA_TTABLE) {
     int fam, rc;
     lua_getfield(L, idx, "family");
-    if (lua_isnil(L, -1)) luaL_error(L, "bad argument #%d (address table has no family)", idx);
+    if (lua_isnil(L, -1)) uipc_argerror(L, idx, "address table has no family");
     fam = uipc_checkname(L, -1, families, "address family");
     lua_pop(L, 1);
     if (fam == AF_UNIX) {
@@ -103,25 +100,24 @@ int uipc_toaddr(lua_State *L, int idx, int family, int socktype, struct sockaddr
         lua_getfield(L, idx, "abstract");
       }
       if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "bad argument #%d (unix address table needs a string path or abstract)", idx);
+        uipc_argerror(L, idx, "unix address table needs a string path or abstract");
       s = lua_tolstring(L, -1, &n);
       rc = unixaddr(L, idx, family, s, n, abstract, ss, len);
       lua_pop(L, 1);
       return rc;
     }
     if (family != AF_UNSPEC && family != fam)
-      luaL_error(L, "bad argument #%d (%s address for a socket of another family)", idx,
-                 fam == AF_INET ? "inet" : "inet6");
+      uipc_argerror(L, idx, "%s address for a socket of another family", fam == AF_INET ? "inet" : "inet6");
     lua_getfield(L, idx, "host");
     lua_getfield(L, idx, "port");
     if (!lua_isnil(L, -2) && lua_type(L, -2) != LUA_TSTRING)
-      luaL_error(L, "bad argument #%d (address host must be a string)", idx);
+      uipc_argerror(L, idx, "address host must be a string");
     if (lua_type(L, -1) != LUA_TNUMBER && lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "bad argument #%d (address table needs a port)", idx);
+      uipc_argerror(L, idx, "address table needs a port");
     if (lua_type(L, -1) == LUA_TNUMBER) {
       lua_Integer p = lua_tointeger(L, -1);
       if (!lua_isinteger(L, -1) || p < 0 || p > 65535)
-        luaL_error(L, "bad argument #%d (port must be 0 to 65535)", idx);
+        uipc_argerror(L, idx, "port must be 0 to 65535");
     }
     port = lua_tostring(L, -1);
     rc = inetaddr(lua_tostring(L, -2), port, fam, socktype, passive, ss, len);
@@ -129,33 +125,31 @@ int uipc_toaddr(lua_State *L, int idx, int family, int socktype, struct sockaddr
     return rc;
   }
   if (lua_type(L, idx) != LUA_TSTRING)
-    luaL_error(L, "bad argument #%d (address expected: string or table, got %s)", idx,
-               luaL_typename(L, idx));
+    uipc_argerror(L, idx, "address expected: string or table, got %s", luaL_typename(L, idx));
   s = lua_tolstring(L, idx, &n);
   if (n > 0 && s[0] == '@') return unixaddr(L, idx, family, s + 1, n - 1, 1, ss, len);
   if (memchr(s, '/', n)) return unixaddr(L, idx, family, s, n, 0, ss, len);
   if (n > 0 && s[0] == '[') {
     const char *end = strchr(s, ']');
     if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof host)
-      luaL_error(L, "bad argument #%d (invalid address '%s': expected [v6addr]:port)", idx, s);
+      uipc_argerror(L, idx, "invalid address '%s': expected [v6addr]:port", s);
     memcpy(host, s + 1, (size_t)(end - s - 1));
     host[end - s - 1] = '\0';
     port = end + 2;
     checkport(L, idx, port, s);
-    if (family == AF_UNIX) luaL_error(L, "bad argument #%d (inet6 address for a unix socket)", idx);
+    if (family == AF_UNIX) uipc_argerror(L, idx, "inet6 address for a unix socket");
     return inetaddr(host, port, family == AF_UNSPEC ? AF_INET6 : family, socktype, passive, ss, len);
   } else {
     const char *colon = strrchr(s, ':');
     if (!colon || (size_t)(colon - s) >= sizeof host)
-      luaL_error(L, "bad argument #%d (invalid address '%s': expected a path with '/', '@name', "
-                 "'host:port' or '[v6addr]:port')", idx, s);
+      uipc_argerror(L, idx, "invalid address '%s': expected a path with '/', '@name', 'host:port' or '[v6addr]:port'", s);
     if (memchr(s, ':', (size_t)(colon - s)))
-      luaL_error(L, "bad argument #%d (invalid address '%s': write IPv6 as [addr]:port)", idx, s);
+      uipc_argerror(L, idx, "invalid address '%s': write IPv6 as [addr]:port", s);
     memcpy(host, s, (size_t)(colon - s));
     host[colon - s] = '\0';
     port = colon + 1;
     checkport(L, idx, port, s);
-    if (family == AF_UNIX) luaL_error(L, "bad argument #%d (inet address '%s' for a unix socket)", idx, s);
+    if (family == AF_UNIX) uipc_argerror(L, idx, "inet address '%s' for a unix socket", s);
     return inetaddr(host, port, family, socktype, passive, ss, len);
   }
 }
@@ -265,7 +259,7 @@ static int ipc_getaddrinfo(lua_State *L) {
     serv = pbuf;
   } else
     serv = luaL_optstring(L, 2, NULL);
-  if (!host && !serv) return luaL_error(L, "bad argument #1 (host or service required)");
+  if (!host && !serv) return uipc_argerror(L, 1, "host or service required");
   memset(&hints, 0, sizeof hints);
   hints.ai_socktype = SOCK_STREAM;
   if (!lua_isnoneornil(L, 3)) {

@@ -6,6 +6,7 @@
 #include "private.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,6 +37,16 @@ int uipc_failmsg(lua_State *L, const char *op, const char *msg, int err) {
   return 3;
 }
 
+/* "bad argument #idx to 'fn' (msg)", numbered as Lua numbers method arguments */
+int uipc_argerror(lua_State *L, int idx, const char *fmt, ...) {
+  va_list ap;
+  const char *msg;
+  va_start(ap, fmt);
+  msg = lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return luaL_argerror(L, idx, msg);
+}
+
 int uipc_timeout(lua_State *L) {
   lua_pushnil(L);
   lua_pushliteral(L, "timeout");
@@ -54,10 +65,9 @@ double uipc_optseconds(lua_State *L, int idx, const char *what) {
   double t;
   if (lua_isnoneornil(L, idx)) return -1;
   if (!lua_isnumber(L, idx))
-    luaL_error(L, "bad argument #%d (%s must be a number of seconds or nil, got %s)", idx, what,
-               luaL_typename(L, idx));
+    uipc_argerror(L, idx, "%s must be a number of seconds or nil, got %s", what, luaL_typename(L, idx));
   t = lua_tonumber(L, idx);
-  if (!(t >= 0)) luaL_error(L, "bad argument #%d (%s must not be negative)", idx, what);
+  if (!(t >= 0)) uipc_argerror(L, idx, "%s must not be negative", what);
   return t;
 }
 
@@ -173,21 +183,20 @@ static const uipc_Const *findname(const uipc_Const *names, const char *s, size_t
   return NULL;
 }
 
-/* "TERM", "SIGTERM", "term", "RTMIN+2" or a number */
-int uipc_checksignal(lua_State *L, int idx) {
+/* "TERM", "SIGTERM", "term", "RTMIN+2" or a number at idx; errors name argument argn */
+int uipc_checksignalas(lua_State *L, int idx, int argn) {
   const uipc_Const *c;
   size_t n;
   const char *s;
   if (lua_type(L, idx) == LUA_TNUMBER) {
     lua_Integer v;
-    if (!lua_isinteger(L, idx)) luaL_argerror(L, idx, "signal number must be an integer");
+    if (!lua_isinteger(L, idx)) luaL_argerror(L, argn, "signal number must be an integer");
     v = lua_tointeger(L, idx);
-    if (v < 1 || v >= NSIG) luaL_error(L, "bad argument #%d (no signal number %d)", idx, (int)v);
+    if (v < 1 || v >= NSIG) uipc_argerror(L, argn, "no signal number %d", (int)v);
     return (int)v;
   }
   if (lua_type(L, idx) != LUA_TSTRING)
-    luaL_error(L, "bad argument #%d (signal name or number expected, got %s)", idx,
-               luaL_typename(L, idx));
+    uipc_argerror(L, argn, "signal name or number expected, got %s", luaL_typename(L, idx));
   s = lua_tolstring(L, idx, &n);
   if ((c = findname(uipc_signals, s, n, "SIG"))) return c->value;
   {
@@ -201,8 +210,12 @@ int uipc_checksignal(lua_State *L, int idx) {
         return (int)(base + off);
     }
   }
-  luaL_error(L, "bad argument #%d (unknown signal '%s')", idx, s);
+  uipc_argerror(L, argn, "unknown signal '%s'", s);
   return 0;
+}
+
+int uipc_checksignal(lua_State *L, int idx) {
+  return uipc_checksignalas(L, idx, idx);
 }
 
 const char *uipc_signame(int signo) {
@@ -221,7 +234,7 @@ int uipc_checkname(lua_State *L, int idx, const uipc_Const *names, const char *w
   size_t n;
   const char *s = luaL_checklstring(L, idx, &n);
   const uipc_Const *c = findname(names, s, n, NULL);
-  if (!c) luaL_error(L, "bad argument #%d (unknown %s '%s')", idx, what, s);
+  if (!c) uipc_argerror(L, idx, "unknown %s '%s'", what, s);
   return c->value;
 }
 
@@ -237,13 +250,12 @@ int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *
     case LUA_TNIL:
       return 0;
     case LUA_TNUMBER:
-      if (!lua_isinteger(L, idx)) luaL_error(L, "bad argument #%d (%s must be an integer)", idx, what);
+      if (!lua_isinteger(L, idx)) uipc_argerror(L, idx, "%s must be an integer", what);
       return (int)lua_tointeger(L, idx);
     case LUA_TSTRING:
       break;
     default:
-      luaL_error(L, "bad argument #%d (%s must be a string or integer, got %s)", idx, what,
-                 luaL_typename(L, idx));
+      uipc_argerror(L, idx, "%s must be a string or integer, got %s", what, luaL_typename(L, idx));
   }
   s = lua_tostring(L, idx);
   for (p = s; *p;) {
@@ -255,7 +267,7 @@ int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *
     c = findname(names, p, n, "MSG_");
     if (!c) { /* lua_pushfstring has no %.*s */
       lua_pushlstring(L, p, n);
-      luaL_error(L, "bad argument #%d (unknown %s '%s')", idx, what, lua_tostring(L, -1));
+      uipc_argerror(L, idx, "unknown %s '%s'", what, lua_tostring(L, -1));
     }
     flags |= c->value;
     p += n;
@@ -304,7 +316,25 @@ static int core_monotime(lua_State *L) {
   return 1;
 }
 
+/* sleep(seconds): nanosleep, resumed after signals for the time left */
+static int core_sleep(lua_State *L) {
+  double t = uipc_optseconds(L, 1, "seconds"), deadline;
+  if (t < 0) return uipc_argerror(L, 1, "number of seconds expected, got no value");
+  deadline = uipc_now() + t;
+  for (;;) {
+    double left = deadline - uipc_now();
+    struct timespec ts;
+    if (left <= 0) break;
+    ts.tv_sec = (time_t)left;
+    ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+    if (nanosleep(&ts, NULL) == 0) break;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg corefuncs[] = {
+  {"sleep", core_sleep},
   {"strerror", core_strerror},
   {"monotime", core_monotime},
   {"_openfds", core_openfds},

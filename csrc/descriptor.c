@@ -113,16 +113,14 @@ int uipc_checkfd(lua_State *L, int idx) {
   }
   if ((o = uipc_toobj(L, idx)) != NULL) {
     if (o->fd < 0)
-      luaL_error(L, "bad argument #%d (attempt to use a closed %s)", idx,
-                 o->issock ? "socket" : "descriptor");
+      uipc_argerror(L, idx, "attempt to use a closed %s", o->issock ? "socket" : "descriptor");
     return o->fd;
   }
   if ((p = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE)) != NULL) {
-    if (p->closef == NULL) luaL_error(L, "bad argument #%d (attempt to use a closed file)", idx);
+    if (p->closef == NULL) uipc_argerror(L, idx, "attempt to use a closed file");
     return fileno(p->f);
   }
-  luaL_error(L, "bad argument #%d (descriptor expected: unixipc object, io file or integer, got %s)",
-             idx, luaL_typename(L, idx));
+  uipc_argerror(L, idx, "descriptor expected: unixipc object, io file or integer, got %s", luaL_typename(L, idx));
   return -1;
 }
 
@@ -236,7 +234,7 @@ static int fd_events(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
     const char *e = luaL_checkstring(L, 2);
     if (strcmp(e, "r") && strcmp(e, "w") && strcmp(e, "rw"))
-      return luaL_error(L, "bad argument #2 (events must be \"r\", \"w\" or \"rw\", got '%s')", e);
+      return uipc_argerror(L, 2, "events must be \"r\", \"w\" or \"rw\", got '%s'", e);
     strcpy(o->events, e);
   }
   lua_pushstring(L, o->events);
@@ -406,10 +404,9 @@ size_t uipc_checksize(lua_State *L, int idx, lua_Integer def, const char *what) 
   lua_Integer n;
   if (lua_isnoneornil(L, idx)) return (size_t)def;
   if (!lua_isinteger(L, idx))
-    luaL_error(L, "bad argument #%d (%s must be an integer, got %s)", idx, what,
-               lua_isnumber(L, idx) ? "a float" : luaL_typename(L, idx));
+    uipc_argerror(L, idx, "%s must be an integer, got %s", what, lua_isnumber(L, idx) ? "a float" : luaL_typename(L, idx));
   n = lua_tointeger(L, idx);
-  if (n < 0) luaL_error(L, "bad argument #%d (%s must not be negative)", idx, what);
+  if (n < 0) uipc_argerror(L, idx, "%s must not be negative", what);
   return (size_t)n;
 }
 
@@ -427,6 +424,10 @@ int uipc_pushrecv(lua_State *L, uipc_Fd *o, size_t n, int flags, int how) {
   char *p = stackbuf;
   double deadline = -1;
   ssize_t r;
+  if (n == 0 && how < 2) { /* nothing asked, nothing read: a zero-length recv may block */
+    lua_pushliteral(L, "");
+    return 1;
+  }
   if (n > STACKBUF) p = luaL_buffinitsize(L, &b, n);
   for (;;) {
     int err;
@@ -443,7 +444,7 @@ int uipc_pushrecv(lua_State *L, uipc_Fd *o, size_t n, int flags, int how) {
       err = uipc_block(o, err, (flags & MSG_OOB) ? POLLPRI : POLLIN, &deadline);
     if (err) return err == ETIMEDOUT ? uipc_timeout(L) : uipc_fail(L, ops[how], err);
   }
-  if (r == 0 && n > 0 && !(o->issock && o->type == SOCK_DGRAM)) {
+  if (r == 0 && !(o->issock && o->type == SOCK_DGRAM)) {
     lua_pushnil(L);
     lua_pushliteral(L, "eof");
     return 2;
@@ -454,6 +455,10 @@ int uipc_pushrecv(lua_State *L, uipc_Fd *o, size_t n, int flags, int how) {
   else
     luaL_pushresultsize(&b, (size_t)r);
   if (how == 2) {
+    if (slen == 0 && o->family == AF_UNIX) { /* an unbound unix sender */
+      ss.ss_family = AF_UNIX;
+      slen = sizeof(sa_family_t);
+    }
     uipc_pushaddr(L, (struct sockaddr *)&ss, slen);
     return 2;
   }
@@ -496,7 +501,7 @@ static int fd_tofile(lua_State *L) {
   int err;
   if (!(*m != '\0' && strchr("rwa", *(m++)) != NULL && (*m != '+' || ((void)(++m), 1)) &&
         strspn(m, "b") == strlen(m)))
-    return luaL_error(L, "bad argument #2 (invalid mode '%s')", mode);
+    return uipc_argerror(L, 2, "invalid mode '%s'", mode);
   p = (luaL_Stream *)lua_newuserdatauv(L, sizeof(luaL_Stream), 0);
   p->closef = NULL; /* a closed file until fdopen succeeds */
   p->f = NULL;
@@ -550,7 +555,7 @@ static int openflags(lua_State *L, const char *mode) {
   }
   return fl | O_CLOEXEC;
 bad:
-  luaL_error(L, "bad argument #2 (invalid mode '%s')", mode);
+  uipc_argerror(L, 2, "invalid mode '%s'", mode);
   return 0;
 }
 

@@ -32,27 +32,26 @@ static int keyfd(lua_State *L, int idx) {
     lua_getfield(L, idx, "fileno");
   }
   if (!lua_isfunction(L, -1))
-    luaL_error(L, "bad argument #1 (poll key has no getfd or fileno method)");
+    uipc_argerror(L, 1, "poll key has no getfd or fileno method");
   lua_pushvalue(L, idx);
   lua_call(L, 1, 1);
   fd = lua_tointeger(L, -1);
   lua_pop(L, 1);
-  if (fd < 0) luaL_error(L, "bad argument #1 (poll key is closed)");
+  if (fd < 0) uipc_argerror(L, 1, "poll key is closed");
   return (int)fd;
 }
 
 static short checkevents(lua_State *L, int idx) {
-  const char *s = lua_tostring(L, idx);
+  const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : "";
   short ev = 0;
-  if (lua_type(L, idx) != LUA_TSTRING || !*s)
-    luaL_error(L, "bad argument #1 (poll events must be \"r\", \"w\" or \"rw\", got %s)",
-               luaL_typename(L, idx));
+  if (!*s)
+    uipc_argerror(L, 1, "poll events must be \"r\", \"w\" or \"rw\", got %s", luaL_typename(L, idx));
   for (; *s; s++) {
     switch (*s) {
       case 'r': ev |= POLLIN; break;
       case 'w': ev |= POLLOUT; break;
       case 'p': ev |= POLLPRI; break;
-      default: luaL_error(L, "bad argument #1 (unknown poll event '%c')", *s);
+      default: uipc_argerror(L, 1, "unknown poll event '%c'", *s);
     }
   }
   return ev;

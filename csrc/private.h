@@ -49,10 +49,12 @@ typedef struct uipc_Const {
 /* core.c: errors, constants, argument helpers */
 UIPC_API int uipc_fail(lua_State *L, const char *op, int err);
 UIPC_API int uipc_failmsg(lua_State *L, const char *op, const char *msg, int err);
+UIPC_API int uipc_argerror(lua_State *L, int idx, const char *fmt, ...);
 UIPC_API int uipc_timeout(lua_State *L);
 UIPC_API double uipc_now(void);
 UIPC_API double uipc_optseconds(lua_State *L, int idx, const char *what);
 UIPC_API int uipc_checksignal(lua_State *L, int idx);
+UIPC_API int uipc_checksignalas(lua_State *L, int idx, int argn);
 UIPC_API const char *uipc_signame(int signo);
 UIPC_API int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *what);
 UIPC_API int uipc_checkname(lua_State *L, int idx, const uipc_Const *names, const char *what);

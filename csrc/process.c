@@ -270,8 +270,8 @@ static const char *execstr(lua_State *L, int idx, int arg, const char *t, int ke
     why = "contains a zero byte";
   }
   if (lua_type(L, key) == LUA_TSTRING)
-    luaL_error(L, "bad argument #%d (%s.%s %s)", arg, t, lua_tostring(L, key), why);
-  luaL_error(L, "bad argument #%d (%s[%I] %s)", arg, t, lua_tointeger(L, key), why);
+    uipc_argerror(L, arg, "%s.%s %s", t, lua_tostring(L, key), why);
+  uipc_argerror(L, arg, "%s[%I] %s", t, lua_tointeger(L, key), why);
   return NULL;
 }
 
@@ -318,20 +318,18 @@ static char **buildenv(lua_State *L, int anchor) {
     const char *s;
     int kt = lua_type(L, -2);
     if (kt != LUA_TSTRING && !lua_isinteger(L, -2))
-      luaL_error(L, "bad argument #3 (env keys must be names or list positions, got %s)",
-                 lua_typename(L, kt));
+      uipc_argerror(L, 3, "env keys must be names or list positions, got %s", lua_typename(L, kt));
     s = execstr(L, -1, 3, "env", lua_gettop(L) - 1);
     if (kt == LUA_TSTRING) {
       size_t kn;
       const char *k = lua_tolstring(L, -2, &kn);
       if (kn == 0 || strlen(k) != kn || strchr(k, '='))
-        luaL_error(L, "bad argument #3 (invalid environment name '%s')", k);
+        uipc_argerror(L, 3, "invalid environment name '%s'", k);
       s = lua_pushfstring(L, "%s=%s", k, s);
     } else {
       const char *eq = strchr(s, '=');
       if (!eq || eq == s)
-        luaL_error(L, "bad argument #3 (env[%I] must look like \"NAME=value\", got '%s')",
-                   lua_tointeger(L, -2), s);
+        uipc_argerror(L, 3, "env[%I] must look like \"NAME=value\", got '%s'", lua_tointeger(L, -2), s);
       lua_pushvalue(L, -1);
     }
     envp[i++] = (char *)s;
@@ -418,12 +416,11 @@ static int ipc_exec(lua_State *L) {
   sigset_t saved, cur;
   int anchor, err, swapped;
   if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2))
-    return luaL_error(L, "bad argument #2 (argv must be a table of strings, got %s)",
-                      luaL_typename(L, 2));
+    return uipc_argerror(L, 2, "argv must be a table of strings, got %s", luaL_typename(L, 2));
   if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
-    return luaL_error(L, "bad argument #3 (env must be a table, got %s)", luaL_typename(L, 3));
+    return uipc_argerror(L, 3, "env must be a table, got %s", luaL_typename(L, 3));
   if (strlen(path) != lua_rawlen(L, 1))
-    return luaL_error(L, "bad argument #1 (path contains a zero byte)");
+    return uipc_argerror(L, 1, "path contains a zero byte");
   lua_settop(L, 3);
   lua_newtable(L);
   anchor = lua_gettop(L);

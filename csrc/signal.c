@@ -204,23 +204,13 @@ int uipc_sigsaved(sigset_t *mask) {
 
 /* ---- argument checks ------------------------------------------------------ */
 
-static int tosig(lua_State *L) {
-  lua_pushinteger(L, uipc_checksignal(L, 1));
-  return 1;
-}
-
 /* one signal of the list: uipc_checksignal's checks, as argument #1 */
 static int listsignal(lua_State *L, int vidx) {
-  int s;
-  lua_pushcfunction(L, tosig);
-  lua_pushvalue(L, vidx);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) lua_error(L);
-  s = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
+  int s = uipc_checksignalas(L, vidx, 1);
   if (s == SIGKILL || s == SIGSTOP)
-    luaL_error(L, "bad argument #1 (signal %s cannot be caught or blocked)", uipc_signame(s));
+    uipc_argerror(L, 1, "signal %s cannot be caught or blocked", uipc_signame(s));
   if (s > 31 && s < SIGRTMIN)
-    luaL_error(L, "bad argument #1 (signal %d is reserved by the C library)", s);
+    uipc_argerror(L, 1, "signal %d is reserved by the C library", s);
   return s;
 }
 
@@ -230,7 +220,7 @@ static void checksignals(lua_State *L, sigset_t *set) {
   sigemptyset(set);
   if (lua_istable(L, 1)) {
     lua_Integer i, n = luaL_len(L, 1);
-    if (n < 1) luaL_error(L, "bad argument #1 (empty signal list)");
+    if (n < 1) uipc_argerror(L, 1, "empty signal list");
     for (i = 1; i <= n; i++) {
       lua_geti(L, 1, i);
       sigaddset(set, listsignal(L, lua_gettop(L)));
@@ -239,13 +229,11 @@ static void checksignals(lua_State *L, sigset_t *set) {
   } else if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
     sigaddset(set, listsignal(L, 1));
   else
-    luaL_error(L, "bad argument #1 (list of signal names or numbers expected, got %s)",
-               luaL_typename(L, 1));
+    uipc_argerror(L, 1, "list of signal names or numbers expected, got %s", luaL_typename(L, 1));
   for (b = live; b; b = b->next)
     for (s = 1; s < NSIG; s++)
       if (sigismember(set, s) == 1 && sigismember(&b->set, s) == 1)
-        luaL_error(L, "bad argument #1 (signal %s is already bridged by another live signalfd)",
-                   uipc_signame(s));
+        uipc_argerror(L, 1, "signal %s is already bridged by another live signalfd", uipc_signame(s));
 }
 
 /* opts: {drain = bool} */
@@ -253,18 +241,17 @@ static int checkopts(lua_State *L, int idx) {
   int drain = 1;
   if (lua_isnoneornil(L, idx)) return drain;
   if (!lua_istable(L, idx))
-    luaL_error(L, "bad argument #%d (options must be a table, got %s)", idx, luaL_typename(L, idx));
+    uipc_argerror(L, idx, "options must be a table, got %s", luaL_typename(L, idx));
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     if (k && strcmp(k, "drain") == 0) {
       if (!lua_isboolean(L, -1))
-        luaL_error(L, "bad argument #%d (opts.drain must be a boolean, got %s)", idx,
-                   luaL_typename(L, -1));
+        uipc_argerror(L, idx, "opts.drain must be a boolean, got %s", luaL_typename(L, -1));
       drain = lua_toboolean(L, -1);
     } else {
       lua_pushvalue(L, -2);
-      luaL_error(L, "bad argument #%d (unknown option '%s')", idx, luaL_tolstring(L, -1, NULL));
+      uipc_argerror(L, idx, "unknown option '%s'", luaL_tolstring(L, -1, NULL));
     }
     lua_pop(L, 1);
   }
@@ -552,11 +539,10 @@ static int fd_setowner(lua_State *L) {
     pid = getpid();
   else {
     if (!lua_isinteger(L, 2))
-      return luaL_error(L, "bad argument #2 (pid must be an integer, got %s)",
-                        lua_isnumber(L, 2) ? "a float" : luaL_typename(L, 2));
+      return uipc_argerror(L, 2, "pid must be an integer, got %s", lua_isnumber(L, 2) ? "a float" : luaL_typename(L, 2));
     pid = lua_tointeger(L, 2);
     if (pid < -0x7fffffff || pid > 0x7fffffff)
-      return luaL_error(L, "bad argument #2 (pid out of range)");
+      return uipc_argerror(L, 2, "pid out of range");
   }
 #ifdef F_SETOWN_EX
   {
@@ -610,13 +596,13 @@ static int fd_setasync(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
   int on, fl, err, sig = -1;
   if (!lua_isboolean(L, 2))
-    return luaL_error(L, "bad argument #2 (boolean expected, got %s)", luaL_typename(L, 2));
+    return uipc_argerror(L, 2, "boolean expected, got %s", luaL_typename(L, 2));
   on = lua_toboolean(L, 2);
   if (!lua_isnoneornil(L, 3)) {
 #ifdef F_SETSIG
     sig = (lua_type(L, 3) == LUA_TNUMBER && lua_tointeger(L, 3) == 0) ? 0 : uipc_checksignal(L, 3);
 #else
-    return luaL_error(L, "bad argument #3 (F_SETSIG is not available on this system)");
+    return uipc_argerror(L, 3, "F_SETSIG is not available on this system");
 #endif
   }
 #ifdef F_SETSIG

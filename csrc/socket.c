@@ -275,7 +275,7 @@ static const sockopt *checkopt(lua_State *L, int idx) {
   const sockopt *p;
   for (p = options; p->name; p++)
     if (strcmp(p->name, name) == 0) return p;
-  luaL_error(L, "bad argument #%d (unknown socket option '%s')", idx, name);
+  uipc_argerror(L, idx, "unknown socket option '%s'", name);
   return NULL;
 }
 
@@ -286,22 +286,20 @@ static int sock_setoption(lua_State *L) {
   struct linger lg;
   void *val = &v;
   socklen_t len = sizeof v;
-  if (p->readonly) return luaL_error(L, "bad argument #2 (socket option '%s' is read-only)", p->name);
+  if (p->readonly) return uipc_argerror(L, 2, "socket option '%s' is read-only", p->name);
   switch (p->kind) {
     case OPT_BOOL:
       if (!lua_isboolean(L, 3))
-        return luaL_error(L, "bad argument #3 (option '%s' takes a boolean, got %s)", p->name,
-                          luaL_typename(L, 3));
+        return uipc_argerror(L, 3, "option '%s' takes a boolean, got %s", p->name, luaL_typename(L, 3));
       v = lua_toboolean(L, 3);
       break;
     case OPT_INT: {
       lua_Integer i;
       if (!lua_isinteger(L, 3))
-        return luaL_error(L, "bad argument #3 (option '%s' takes an integer, got %s)", p->name,
-                          luaL_typename(L, 3));
+        return uipc_argerror(L, 3, "option '%s' takes an integer, got %s", p->name, luaL_typename(L, 3));
       i = lua_tointeger(L, 3);
       if (i < 0 || i > 0x7fffffff)
-        return luaL_error(L, "bad argument #3 (option '%s' must not be negative)", p->name);
+        return uipc_argerror(L, 3, "option '%s' must not be negative", p->name);
       v = (int)i;
       break;
     }
@@ -310,11 +308,11 @@ static int sock_setoption(lua_State *L) {
       if (lua_isnumber(L, 3)) {
         lua_Integer i = lua_tointeger(L, 3);
         if (!lua_isinteger(L, 3) || i < 0 || i > 0x7fffffff)
-          return luaL_error(L, "bad argument #3 (linger takes whole seconds >= 0 or false)");
+          return uipc_argerror(L, 3, "linger takes whole seconds >= 0 or false");
         lg.l_onoff = 1;
         lg.l_linger = (int)i;
       } else if (!lua_isnoneornil(L, 3) && !(lua_isboolean(L, 3) && !lua_toboolean(L, 3)))
-        return luaL_error(L, "bad argument #3 (linger takes whole seconds >= 0 or false)");
+        return uipc_argerror(L, 3, "linger takes whole seconds >= 0 or false");
       val = &lg;
       len = sizeof lg;
       break;

@@ -248,9 +248,9 @@ describe("signalfd", function()
     local a = assert(ipc.signalfd({ "USR1" }))
     local b = assert(ipc.signalfd({ "USR2", "SIGHUP" }))
     assert.has_error(function() ipc.signalfd({ "URG", "USR2" }) end,
-      "bad argument #1 (signal USR2 is already bridged by another live signalfd)")
+      "bad argument #1 to 'signalfd' (signal USR2 is already bridged by another live signalfd)")
     assert.has_error(function() ipc.signalfd("SIGUSR1") end,
-      "bad argument #1 (signal USR1 is already bridged by another live signalfd)")
+      "bad argument #1 to 'signalfd' (signal USR1 is already bridged by another live signalfd)")
     ipc.kill(ipc.getpid(), "USR2")
     ipc.kill(ipc.getpid(), "USR1")
     assert.equal("USR1", assert(a:read(1)).name)
@@ -319,38 +319,38 @@ describe("signalfd", function()
 
   it("rejects bad arguments", function()
     assert.has_error(function() ipc.signalfd() end,
-      "bad argument #1 (list of signal names or numbers expected, got no value)")
+      "bad argument #1 to 'signalfd' (list of signal names or numbers expected, got no value)")
     assert.has_error(function() ipc.signalfd(true) end,
-      "bad argument #1 (list of signal names or numbers expected, got boolean)")
-    assert.has_error(function() ipc.signalfd({}) end, "bad argument #1 (empty signal list)")
-    assert.has_error(function() ipc.signalfd({ "NOPE" }) end, "bad argument #1 (unknown signal 'NOPE')")
+      "bad argument #1 to 'signalfd' (list of signal names or numbers expected, got boolean)")
+    assert.has_error(function() ipc.signalfd({}) end, "bad argument #1 to 'signalfd' (empty signal list)")
+    assert.has_error(function() ipc.signalfd({ "NOPE" }) end, "bad argument #1 to 'signalfd' (unknown signal 'NOPE')")
     assert.has_error(function() ipc.signalfd({ "USR1", {} }) end,
-      "bad argument #1 (signal name or number expected, got table)")
+      "bad argument #1 to 'signalfd' (signal name or number expected, got table)")
     assert.has_error(function() ipc.signalfd({ 1.5 }) end)
-    assert.has_error(function() ipc.signalfd({ 0 }) end, "bad argument #1 (no signal number 0)")
+    assert.has_error(function() ipc.signalfd({ 0 }) end, "bad argument #1 to 'signalfd' (no signal number 0)")
     assert.has_error(function() ipc.signalfd({ "KILL" }) end,
-      "bad argument #1 (signal KILL cannot be caught or blocked)")
+      "bad argument #1 to 'signalfd' (signal KILL cannot be caught or blocked)")
     assert.has_error(function() ipc.signalfd("SIGSTOP") end,
-      "bad argument #1 (signal STOP cannot be caught or blocked)")
+      "bad argument #1 to 'signalfd' (signal STOP cannot be caught or blocked)")
     assert.has_error(function() ipc.signalfd({ 9 }) end,
-      "bad argument #1 (signal KILL cannot be caught or blocked)")
+      "bad argument #1 to 'signalfd' (signal KILL cannot be caught or blocked)")
     if ipc.SIGRTMIN > 32 then
       assert.has_error(function() ipc.signalfd({ 32 }) end,
-        "bad argument #1 (signal 32 is reserved by the C library)")
+        "bad argument #1 to 'signalfd' (signal 32 is reserved by the C library)")
     end
     assert.has_error(function() ipc.signalfd({ "USR1" }, "x") end,
-      "bad argument #2 (options must be a table, got string)")
+      "bad argument #2 to 'signalfd' (options must be a table, got string)")
     assert.has_error(function() ipc.signalfd({ "USR1" }, { bogus = 1 }) end,
-      "bad argument #2 (unknown option 'bogus')")
+      "bad argument #2 to 'signalfd' (unknown option 'bogus')")
     assert.has_error(function() ipc.signalfd({ "USR1" }, { drain = "yes" }) end,
-      "bad argument #2 (opts.drain must be a boolean, got string)")
+      "bad argument #2 to 'signalfd' (opts.drain must be a boolean, got string)")
     -- nothing was blocked by the failed calls
     assert.is_false(has(mask("SigBlk"), ipc.SIGUSR1))
 
     local sig = assert(ipc.signalfd({ "USR1" }))
     assert.has_error(function() sig:read("soon") end,
-      "bad argument #2 (timeout must be a number of seconds or nil, got string)")
-    assert.has_error(function() sig:read(-1) end, "bad argument #2 (timeout must not be negative)")
+      "bad argument #1 to 'read' (timeout must be a number of seconds or nil, got string)")
+    assert.has_error(function() sig:read(-1) end, "bad argument #1 to 'read' (timeout must not be negative)")
     assert.has_error(function() sig.read(42) end)
     assert.has_error(function() sig.read(io.stdout) end)
     sig:close()
@@ -531,12 +531,12 @@ describe("asynchronous socket events", function()
   it("rejects bad arguments", function()
     local a, b = ipc.socketpair()
     local r, w = ipc.pipe()
-    assert.has_error(function() a:setowner("me") end, "bad argument #2 (pid must be an integer, got string)")
-    assert.has_error(function() a:setowner(1.5) end, "bad argument #2 (pid must be an integer, got a float)")
-    assert.has_error(function() a:setowner(1 << 40) end, "bad argument #2 (pid out of range)")
-    assert.has_error(function() a:setasync() end, "bad argument #2 (boolean expected, got no value)")
-    assert.has_error(function() a:setasync("yes") end, "bad argument #2 (boolean expected, got string)")
-    assert.has_error(function() a:setasync(true, "NOPE") end, "bad argument #3 (unknown signal 'NOPE')")
+    assert.has_error(function() a:setowner("me") end, "bad argument #1 to 'setowner' (pid must be an integer, got string)")
+    assert.has_error(function() a:setowner(1.5) end, "bad argument #1 to 'setowner' (pid must be an integer, got a float)")
+    assert.has_error(function() a:setowner(1 << 40) end, "bad argument #1 to 'setowner' (pid out of range)")
+    assert.has_error(function() a:setasync() end, "bad argument #1 to 'setasync' (boolean expected, got no value)")
+    assert.has_error(function() a:setasync("yes") end, "bad argument #1 to 'setasync' (boolean expected, got string)")
+    assert.has_error(function() a:setasync(true, "NOPE") end, "bad argument #2 to 'setasync' (unknown signal 'NOPE')")
     assert.is_nil(r.atmark)
     assert.has_error(function() a.atmark(r) end)
     local nope, msg, err = a:setowner(999999999)

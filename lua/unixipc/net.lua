@@ -7,17 +7,18 @@ local match, find, sub = string.match, string.find, string.sub
 
 -- the addresses to try for addr: a list of address tables (or strings for
 -- unix), and the family of the first one
-local function candidates(addr, socktype, passive, argn)
+local function candidates(addr, socktype, passive, fname)
   local t = type(addr)
   if t == "table" then
-    if addr.family == "unix" then return { addr } end
+    -- unix addresses are checked (and may raise) before any socket exists
+    if addr.family == "unix" then return { core.address(addr) } end
     local list, msg, err = core.getaddrinfo(addr.host, addr.port,
       { family = addr.family, type = socktype, passive = passive })
     return list, msg, err
   elseif t ~= "string" then
-    error(("bad argument #%d (address expected: string or table, got %s)"):format(argn, t), 3)
+    error(("bad argument #1 to '%s' (address expected: string or table, got %s)"):format(fname, t), 3)
   end
-  if sub(addr, 1, 1) == "@" or find(addr, "/", 1, true) then return { addr } end
+  if sub(addr, 1, 1) == "@" or find(addr, "/", 1, true) then return { core.address(addr) } end
   local host, port = match(addr, "^%[(.-)%]:(.+)$")
   local family
   if host then
@@ -25,35 +26,30 @@ local function candidates(addr, socktype, passive, argn)
   else
     host, port = match(addr, "^([^:]*):([^:]+)$")
     if not host then
-      error(("bad argument #%d (invalid address '%s': expected a path with '/', '@name', "
-        .. "'host:port' or '[v6addr]:port')"):format(argn, addr), 3)
+      error(("bad argument #1 to '%s' (invalid address '%s': expected a path with '/', '@name', "
+        .. "'host:port' or '[v6addr]:port')"):format(fname, addr), 3)
     end
   end
   if host == "" or host == "*" then host = nil end
   return core.getaddrinfo(host, port, { family = family, type = socktype, passive = passive })
 end
 
-local function familyof(a)
-  if type(a) == "string" then return "unix" end
-  return a.family
-end
-
-local function checkopts(opts, argn)
+local function checkopts(opts, fname)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    error(("bad argument #%d (options must be a table, got %s)"):format(argn, type(opts)), 3)
+    error(("bad argument #2 to '%s' (options must be a table, got %s)"):format(fname, type(opts)), 3)
   end
   return opts
 end
 
 -- listen(addr [, {backlog=, mode=, reuseaddr=, type=, unlink=}]) -> socket
 local function listen(addr, opts)
-  opts = checkopts(opts, 2)
+  opts = checkopts(opts, "listen")
   local socktype = opts.type or "stream"
-  local list, msg, err = candidates(addr, socktype, true, 1)
+  local list, msg, err = candidates(addr, socktype, true, "listen")
   if not list then return nil, msg, err end
   for _, a in ipairs(list) do
-    local fam = familyof(a)
+    local fam = a.family
     local s, m, e = core.socket(fam, socktype)
     if not s then return nil, m, e end
     local ok = true
@@ -63,8 +59,7 @@ local function listen(addr, opts)
     if ok and opts.ipv6only ~= nil and fam == "inet6" then
       ok, m, e = s:setoption("ipv6only", opts.ipv6only)
     end
-    local path = fam == "unix" and (type(a) == "table" and a.path or
-      (sub(a, 1, 1) ~= "@" and a)) or nil
+    local path = a.path
     if ok and path and opts.unlink then
       core.unlink(path) -- a stale socket file from an earlier run
     end
@@ -80,17 +75,17 @@ end
 
 -- connect(addr [, {timeout=, type=}]) -> socket, trying each resolved address
 local function connect(addr, opts)
-  opts = checkopts(opts, 2)
+  opts = checkopts(opts, "connect")
   local socktype = opts.type or "stream"
   local timeout = opts.timeout
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-    error("bad argument #2 (opts.timeout must be a non-negative number)", 2)
+    error("bad argument #2 to 'connect' (opts.timeout must be a non-negative number)", 2)
   end
-  local list, msg, err = candidates(addr, socktype, false, 1)
+  local list, msg, err = candidates(addr, socktype, false, "connect")
   if not list then return nil, msg, err end
   local deadline = timeout and core.monotime() + timeout
   for _, a in ipairs(list) do
-    local s, m, e = core.socket(familyof(a), socktype)
+    local s, m, e = core.socket(a.family, socktype)
     if not s then return nil, m, e end
     if deadline then
       local left = deadline - core.monotime()

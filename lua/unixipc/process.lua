@@ -91,7 +91,7 @@ end
 -- ipc.spawn(...)` does the same when the scope ends.
 function Proc:close(grace)
   if grace ~= nil and (type(grace) ~= "number" or not (grace >= 0)) then
-    error("bad argument #1 (grace must be a non-negative number of seconds)", 2)
+    error("bad argument #1 to 'close' (grace must be a non-negative number of seconds)", 2)
   end
   grace = grace or 1
   local chan = self.chan
@@ -170,7 +170,7 @@ end
 local function spawn(fn, ...)
   local mt = getmetatable(fn)
   if type(fn) ~= "function" and not (mt and mt.__call) then
-    error(fmt("bad argument #1 (function expected, got %s)", type(fn)), 2)
+    error(fmt("bad argument #1 to 'spawn' (function expected, got %s)", type(fn)), 2)
   end
   if abandoned[1] then reapabandoned() end
   local mine, theirs, err = core.socketpair("stream")
@@ -194,16 +194,16 @@ local OPTS = { chdir = true, umask = true, stdio = true, exit = true }
 local function checkopts(opts)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    error(fmt("bad argument #1 (options must be a table, got %s)", type(opts)), 3)
+    error(fmt("bad argument #1 to 'daemonize' (options must be a table, got %s)", type(opts)), 3)
   end
   for k in pairs(opts) do
     if not OPTS[k] then
-      error(fmt("bad argument #1 (unknown option '%s')", tostring(k)), 3)
+      error(fmt("bad argument #1 to 'daemonize' (unknown option '%s')", tostring(k)), 3)
     end
   end
   local function check(name, ok, what)
     if opts[name] ~= nil and opts[name] ~= false and not ok(opts[name]) then
-      error(fmt("bad argument #1 (opts.%s must be %s or false, got %s)",
+      error(fmt("bad argument #1 to 'daemonize' (opts.%s must be %s or false, got %s)",
         name, what, type(opts[name])), 4)
     end
   end
@@ -212,7 +212,7 @@ local function checkopts(opts)
     "a mask 0 to 0777")
   check("stdio", function(v) return type(v) == "string" end, "a path")
   if opts.exit ~= nil and type(opts.exit) ~= "boolean" then
-    error("bad argument #1 (opts.exit must be a boolean)", 3)
+    error("bad argument #1 to 'daemonize' (opts.exit must be a boolean)", 3)
   end
   return opts
 end

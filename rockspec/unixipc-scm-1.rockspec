@@ -1,0 +1,35 @@
+rockspec_format = "3.0"
+package = "unixipc"
+version = "scm-1"
+source = {
+  url = "git+file://.",
+}
+description = {
+  summary = "The Unix IPC toolbox as Lua objects",
+  detailed = [[
+socketpair, Unix-domain (stream, dgram, seqpacket, abstract) and inet/inet6
+sockets, sendmsg/recvmsg with descriptor passing and credentials, fork,
+waitpid, exec and spawn, signals through a pollable descriptor, TCP
+out-of-band data, flock, fcntl and OFD locks, message channels.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+supported_platforms = { "linux" }
+build = {
+  type = "builtin",
+  modules = {
+    ["unixipc.core"] = {
+      sources = {
+        "csrc/address.c", "csrc/core.c", "csrc/descriptor.c", "csrc/lock.c",
+        "csrc/message.c", "csrc/poll.c", "csrc/process.c", "csrc/signal.c",
+        "csrc/socket.c",
+      },
+    },
+    ["unixipc"] = "lua/unixipc.lua",
+    ["unixipc.net"] = "lua/unixipc/net.lua",
+    ["unixipc.process"] = "lua/unixipc/process.lua",
+  },
+}
