@@ -110,8 +110,7 @@ static const char *const recvfields[] = {"size", "maxfds", "flags", NULL};
  * the caller saw non-nil: when the table holds exactly that many keys (the
  * usual case) nothing needs comparing.
  */
-static void checkfields(lua_State *L, int idx, const char *const *names, const char *fn,
-                        int found) {
+static void checkfields(lua_State *L, int idx, const char *const *names, int found) {
   int n = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -131,8 +130,8 @@ static void checkfields(lua_State *L, int idx, const char *const *names, const c
       p = NULL;
     if (!p || !*p) {
       if (lua_type(L, -1) == LUA_TSTRING)
-        luaL_error(L, "bad argument #%d (unknown %s field '%s')", idx, fn, lua_tostring(L, -1));
-      luaL_error(L, "bad argument #%d (unknown %s field of type %s)", idx, fn,
+        uipc_argerror(L, idx, "unknown field '%s'", lua_tostring(L, -1));
+      uipc_argerror(L, idx, "unknown field of type %s",
                  luaL_typename(L, -1));
     }
   }
@@ -145,11 +144,11 @@ static int fieldflags(lua_State *L, int t, int idx) {
   switch (lua_type(L, idx)) {
     case LUA_TNIL: return 0;
     case LUA_TNUMBER:
-      if (!lua_isinteger(L, idx)) luaL_error(L, "bad argument #%d (flags must be an integer)", t);
+      if (!lua_isinteger(L, idx)) uipc_argerror(L, t, "flags must be an integer");
       return (int)lua_tointeger(L, idx);
     case LUA_TSTRING: break;
     default:
-      luaL_error(L, "bad argument #%d (flags must be a string or integer, got %s)", t,
+      uipc_argerror(L, t, "flags must be a string or integer, got %s",
                  luaL_typename(L, idx));
   }
   s = lua_tostring(L, idx);
@@ -167,7 +166,7 @@ static int fieldflags(lua_State *L, int t, int idx) {
     }
     if (!c->name) {
       lua_pushlstring(L, p, n);
-      luaL_error(L, "bad argument #%d (unknown flag '%s')", t, lua_tostring(L, -1));
+      uipc_argerror(L, t, "unknown flag '%s'", lua_tostring(L, -1));
     }
     flags |= c->value;
     p += n;
@@ -182,22 +181,21 @@ static int elemfd(lua_State *L, int t, lua_Integer i) {
   if (lua_type(L, -1) == LUA_TNUMBER) {
     lua_Integer fd = lua_tointeger(L, -1);
     if (!lua_isinteger(L, -1) || fd < 0 || fd > 0x7fffffff)
-      luaL_error(L, "bad argument #%d (fds[%d] must be a non-negative integer descriptor)", t,
+      uipc_argerror(L, t, "fds[%d] must be a non-negative integer descriptor",
                  (int)i);
     return (int)fd;
   }
   if ((o = uipc_toobj(L, -1)) != NULL) {
     if (o->fd < 0)
-      luaL_error(L, "bad argument #%d (fds[%d]: attempt to use a closed %s)", t, (int)i,
+      uipc_argerror(L, t, "fds[%d]: attempt to use a closed %s", (int)i,
                  o->issock ? "socket" : "descriptor");
     return o->fd;
   }
   if ((p = (luaL_Stream *)luaL_testudata(L, -1, LUA_FILEHANDLE)) != NULL) {
-    if (p->closef == NULL) luaL_error(L, "bad argument #%d (fds[%d]: attempt to use a closed file)", t, (int)i);
+    if (p->closef == NULL) uipc_argerror(L, t, "fds[%d]: attempt to use a closed file", (int)i);
     return fileno(p->f);
   }
-  luaL_error(L, "bad argument #%d (fds[%d]: descriptor expected (unixipc object, io file or integer), got %s)",
-             t, (int)i, luaL_typename(L, -1));
+  uipc_argerror(L, t, "fds[%d]: descriptor expected (unixipc object, io file or integer), got %s", (int)i, luaL_typename(L, -1));
   return -1;
 }
 
@@ -206,11 +204,11 @@ static lua_Integer credfield(lua_State *L, int t, int idx, const char *k, lua_In
   lua_getfield(L, idx, k);
   if (!lua_isnil(L, -1)) {
     if (!lua_isinteger(L, -1))
-      luaL_error(L, "bad argument #%d (cred.%s must be an integer, got %s)", t, k,
+      uipc_argerror(L, t, "cred.%s must be an integer, got %s", k,
                  luaL_typename(L, -1));
     v = lua_tointeger(L, -1);
     if (v < 0 || v > 0xffffffffLL)
-      luaL_error(L, "bad argument #%d (cred.%s out of range)", t, k);
+      uipc_argerror(L, t, "cred.%s out of range", k);
   }
   lua_pop(L, 1);
   return v;
@@ -249,7 +247,7 @@ static int sock_sendmsg(lua_State *L) {
       if (niov > STACKIOV) iov = (struct iovec *)lua_newuserdatauv(L, (size_t)niov * sizeof *iov, 0);
       for (i = 0; i < niov; i++) {
         if (lua_rawgeti(L, 3, i + 1) != LUA_TSTRING)
-          luaL_error(L, "bad argument #2 (data[%d] must be a string, got %s)", (int)i + 1,
+          uipc_argerror(L, 2, "data[%d] must be a string, got %s", (int)i + 1,
                      luaL_typename(L, -1));
         iov[i].iov_base = (void *)lua_tolstring(L, -1, &iov[i].iov_len);
         total += iov[i].iov_len;
@@ -257,7 +255,7 @@ static int sock_sendmsg(lua_State *L) {
       }
       break;
     default:
-      return luaL_error(L, "bad argument #2 (data must be a string or a list of strings, got %s)",
+      return uipc_argerror(L, 2, "data must be a string or a list of strings, got %s",
                         luaL_typename(L, 3));
   }
   if (niov <= STACKIOV) lua_pushnil(L); /* keep the layout: 4 is the iov box */
@@ -280,7 +278,7 @@ static int sock_sendmsg(lua_State *L) {
       }
       break;
     default:
-      return luaL_error(L, "bad argument #2 (fds must be a list of descriptors, got %s)",
+      return uipc_argerror(L, 2, "fds must be a list of descriptors, got %s",
                         luaL_typename(L, 5));
   }
 
@@ -301,14 +299,14 @@ static int sock_sendmsg(lua_State *L) {
       uc.gid = (gid_t)credfield(L, 2, 6, "gid", getgid());
       break;
     default:
-      return luaL_error(L, "bad argument #2 (cred must be true or a {pid=, uid=, gid=} table, got %s)",
+      return uipc_argerror(L, 2, "cred must be true or a {pid=, uid=, gid=} table, got %s",
                         luaL_typename(L, 6));
   }
 
   getkey(L, 2, K_FLAGS);
   flags = fieldflags(L, 2, 7);
   getkey(L, 2, K_TO);
-  checkfields(L, 2, sendfields, "sendmsg",
+  checkfields(L, 2, sendfields,
               !lua_isnil(L, 3) + !lua_isnil(L, 5) + !lua_isnil(L, 6) + !lua_isnil(L, 7) +
                   !lua_isnil(L, 8));
   lua_pop(L, 1);
@@ -318,8 +316,8 @@ static int sock_sendmsg(lua_State *L) {
    * the kernel sends nothing and drops the descriptors without a word.
    */
   if (total == 0 && (nfds > 0 || hascred) && o->type == SOCK_STREAM)
-    return luaL_error(L, "bad argument #2 (sendmsg on a stream socket needs at least one data "
-                         "byte to carry descriptors or credentials)");
+    return uipc_argerror(L, 2, "a stream socket needs at least one data byte to carry "
+                               "descriptors or credentials");
 
   /* to: moved to index 2 so address errors name argument #2 (the table stays at 8) */
   lua_pushvalue(L, 2);
@@ -404,10 +402,10 @@ static lua_Integer optfield(lua_State *L, int t, int key, const char *k, lua_Int
   if (getkey(L, t, key) != LUA_TNIL) {
     (*found)++;
     if (!lua_isinteger(L, -1))
-      luaL_error(L, "bad argument #%d (%s must be an integer, got %s)", t, k,
+      uipc_argerror(L, t, "%s must be an integer, got %s", k,
                  lua_isnumber(L, -1) ? "a float" : luaL_typename(L, -1));
     v = lua_tointeger(L, -1);
-    if (v < 0) luaL_error(L, "bad argument #%d (%s must not be negative)", t, k);
+    if (v < 0) uipc_argerror(L, t, "%s must not be negative", k);
   }
   lua_pop(L, 1);
   return v;
@@ -439,7 +437,7 @@ static int sock_recvmsg(lua_State *L) {
     maxfds = (size_t)optfield(L, 2, K_MAXFDS, "maxfds", SCM_MAX_FD, &found);
     getkey(L, 2, K_FLAGS);
     flags = fieldflags(L, 2, 3);
-    checkfields(L, 2, recvfields, "recvmsg", found + !lua_isnil(L, 3));
+    checkfields(L, 2, recvfields, found + !lua_isnil(L, 3));
     lua_pop(L, 1);
   }
   if (maxfds > SCM_MAX_FD) maxfds = SCM_MAX_FD; /* the kernel never sends more */
