@@ -64,6 +64,15 @@ int uipc_wrapfd(lua_State *L, int fd) {
   return 1;
 }
 
+/* isfifo 2 means "not asked yet" (received descriptors): ask fstat once */
+static int isfifo(uipc_Fd *o) {
+  if (o->isfifo == 2) {
+    struct stat st;
+    o->isfifo = (unsigned char)(fstat(o->fd, &st) == 0 && S_ISFIFO(st.st_mode));
+  }
+  return o->isfifo;
+}
+
 uipc_Fd *uipc_toobj(lua_State *L, int idx) {
   uipc_Fd *o = (uipc_Fd *)lua_touserdata(L, idx);
   int ok = 0;
@@ -211,7 +220,7 @@ static int fd_tostring(lua_State *L) {
   else if (o->issock)
     lua_pushfstring(L, "socket (%s %s, fd %d)", familyname(o->family), typename_(o->type), o->fd);
   else
-    lua_pushfstring(L, "descriptor (%sfd %d)", o->isfifo ? "pipe, " : "", o->fd);
+    lua_pushfstring(L, "descriptor (%sfd %d)", isfifo(o) ? "pipe, " : "", o->fd);
   return 1;
 }
 
@@ -337,7 +346,7 @@ static ssize_t nosigpipe_write(int fd, const char *buf, size_t n) {
 /* one write of up to n bytes; -1 with errno */
 ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags) {
   if (o->issock) return send(o->fd, buf, n, flags | MSG_NOSIGNAL);
-  if (o->isfifo) return nosigpipe_write(o->fd, buf, n);
+  if (isfifo(o)) return nosigpipe_write(o->fd, buf, n);
   return write(o->fd, buf, n);
 }
 

@@ -32,9 +32,9 @@
 typedef struct uipc_Fd {
   int fd;
   unsigned char issock;  /* socket metatable */
-  unsigned char isfifo;  /* pipe/FIFO: writes guard against SIGPIPE */
+  unsigned char isfifo;  /* pipe/FIFO: writes guard against SIGPIPE (2: not asked yet) */
   unsigned char usernb;  /* setnonblocking(true) */
-  unsigned char onb;     /* O_NONBLOCK currently set on fd */
+  unsigned char onb;     /* O_NONBLOCK currently set on fd (2: unknown) */
   int family, type;      /* sockets: AF_*, SOCK_* */
   double timeout;        /* seconds, < 0 means none */
   char events[3];        /* cqueues interest: "r", "w", "rw" */
