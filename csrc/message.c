@@ -33,7 +33,6 @@ typedef union {
   char buf[CTRL_MAX];
 } ctrlbuf;
 
-static char GUARDKEY; /* registry: the reusable guard of this Lua state */
 static char GUARDMT;  /* registry: the guards' metatable */
 
 /*
@@ -65,15 +64,6 @@ static fdguard *newguard(lua_State *L) {
   return g;
 }
 
-/* push a free guard: the shared one, or a fresh one when it is in use */
-static fdguard *pushguard(lua_State *L) {
-  fdguard *g;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &GUARDKEY);
-  g = (fdguard *)lua_touserdata(L, -1);
-  if (g && !g->busy) return g;
-  lua_pop(L, 1);
-  return newguard(L);
-}
 
 /*
  * Field names live in the methods' upvalues (after the two metatables that
@@ -84,7 +74,17 @@ static const char *const keynames[] = {"data", "fds", "cred", "to", "flags", "si
                                        "truncated", "ctruncated", "from", "pid", "uid", "gid",
                                        NULL};
 enum { K_DATA = 3, K_FDS, K_CRED, K_TO, K_FLAGS, K_SIZE, K_MAXFDS, K_TRUNC, K_CTRUNC, K_FROM,
-       K_PID, K_UID, K_GID, K_END };
+       K_PID, K_UID, K_GID, K_GUARD, K_END };
+
+/* push a free guard: the shared one (upvalue K_GUARD), or a fresh one when it is in use */
+static fdguard *pushguard(lua_State *L) {
+  fdguard *g;
+  lua_pushvalue(L, lua_upvalueindex(K_GUARD));
+  g = (fdguard *)lua_touserdata(L, -1);
+  if (g && !g->busy) return g;
+  lua_pop(L, 1);
+  return newguard(L);
+}
 
 /* push t[key] (raw), return its type */
 static int getkey(lua_State *L, int t, int k) {
@@ -577,20 +577,19 @@ void uipc_open_message(lua_State *L) {
   /* socket methods, with the metatables uipc_toobj expects and the keys */
   lua_getfield(L, -1, "_methods");
   lua_getfield(L, -1, "socket");
-  luaL_getmetatable(L, UIPC_FD_MT);
-  luaL_getmetatable(L, UIPC_SOCKET_MT);
-  for (k = keynames; *k; k++) lua_pushstring(L, *k);
-  luaL_setfuncs(L, sockmethods, K_END - 1);
-  lua_pop(L, 2);
-  /* the guards' class and the shared guard */
+  /* the guards' class first: the shared guard is the last upvalue */
   lua_newtable(L);
   lua_pushcfunction(L, guard_close);
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, guard_close);
   lua_setfield(L, -2, "__gc");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &GUARDMT);
+  luaL_getmetatable(L, UIPC_FD_MT);
+  luaL_getmetatable(L, UIPC_SOCKET_MT);
+  for (k = keynames; *k; k++) lua_pushstring(L, *k);
   newguard(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &GUARDKEY);
+  luaL_setfuncs(L, sockmethods, K_END - 1);
+  lua_pop(L, 2);
   lua_pushinteger(L, SCM_MAX_FD);
   lua_setfield(L, -2, "SCM_MAX_FD");
 }
