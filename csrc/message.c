@@ -10,7 +10,6 @@
 #include "private.h"
 
 #include <poll.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -63,7 +62,6 @@ static fdguard *newguard(lua_State *L) {
   lua_setmetatable(L, -2);
   return g;
 }
-
 
 /*
  * Field names live in the methods' upvalues (after the two metatables that
@@ -130,8 +128,7 @@ static void checkfields(lua_State *L, int idx, const char *const *names, int fou
     if (!p || !*p) {
       if (lua_type(L, -1) == LUA_TSTRING)
         uipc_argerror(L, idx, "unknown field '%s'", lua_tostring(L, -1));
-      uipc_argerror(L, idx, "unknown field of type %s",
-                 luaL_typename(L, -1));
+      uipc_argerror(L, idx, "unknown field of type %s", luaL_typename(L, -1));
     }
   }
 }
@@ -147,8 +144,7 @@ static int fieldflags(lua_State *L, int t, int idx) {
       return (int)lua_tointeger(L, idx);
     case LUA_TSTRING: break;
     default:
-      uipc_argerror(L, t, "flags must be a string or integer, got %s",
-                 luaL_typename(L, idx));
+      uipc_argerror(L, t, "flags must be a string or integer, got %s", luaL_typename(L, idx));
   }
   s = lua_tostring(L, idx);
   for (p = s; *p;) {
@@ -180,21 +176,21 @@ static int elemfd(lua_State *L, int t, lua_Integer i) {
   if (lua_type(L, -1) == LUA_TNUMBER) {
     lua_Integer fd = lua_tointeger(L, -1);
     if (!lua_isinteger(L, -1) || fd < 0 || fd > 0x7fffffff)
-      uipc_argerror(L, t, "fds[%d] must be a non-negative integer descriptor",
-                 (int)i);
+      uipc_argerror(L, t, "fds[%d] must be a non-negative integer descriptor", (int)i);
     return (int)fd;
   }
   if ((o = uipc_toobj(L, -1)) != NULL) {
     if (o->fd < 0)
       uipc_argerror(L, t, "fds[%d]: attempt to use a closed %s", (int)i,
-                 o->issock ? "socket" : "descriptor");
+                    o->issock ? "socket" : "descriptor");
     return o->fd;
   }
   if ((p = (luaL_Stream *)luaL_testudata(L, -1, LUA_FILEHANDLE)) != NULL) {
     if (p->closef == NULL) uipc_argerror(L, t, "fds[%d]: attempt to use a closed file", (int)i);
     return fileno(p->f);
   }
-  uipc_argerror(L, t, "fds[%d]: descriptor expected (unixipc object, io file or integer), got %s", (int)i, luaL_typename(L, -1));
+  uipc_argerror(L, t, "fds[%d]: descriptor expected (unixipc object, io file or integer), got %s",
+                (int)i, luaL_typename(L, -1));
   return -1;
 }
 
@@ -203,11 +199,9 @@ static lua_Integer credfield(lua_State *L, int t, int idx, const char *k, lua_In
   lua_getfield(L, idx, k);
   if (!lua_isnil(L, -1)) {
     if (!lua_isinteger(L, -1))
-      uipc_argerror(L, t, "cred.%s must be an integer, got %s", k,
-                 luaL_typename(L, -1));
+      uipc_argerror(L, t, "cred.%s must be an integer, got %s", k, luaL_typename(L, -1));
     v = lua_tointeger(L, -1);
-    if (v < 0 || v > 0xffffffffLL)
-      uipc_argerror(L, t, "cred.%s out of range", k);
+    if (v < 0 || v > 0xffffffffLL) uipc_argerror(L, t, "cred.%s out of range", k);
   }
   lua_pop(L, 1);
   return v;
@@ -243,11 +237,12 @@ static int sock_sendmsg(lua_State *L) {
       break;
     case LUA_TTABLE:
       niov = (lua_Integer)lua_rawlen(L, 3);
-      if (niov > STACKIOV) iov = (struct iovec *)lua_newuserdatauv(L, (size_t)niov * sizeof *iov, 0);
+      if (niov > STACKIOV)
+        iov = (struct iovec *)lua_newuserdatauv(L, (size_t)niov * sizeof *iov, 0);
       for (i = 0; i < niov; i++) {
         if (lua_rawgeti(L, 3, i + 1) != LUA_TSTRING)
           uipc_argerror(L, 2, "data[%d] must be a string, got %s", (int)i + 1,
-                     luaL_typename(L, -1));
+                        luaL_typename(L, -1));
         iov[i].iov_base = (void *)lua_tolstring(L, -1, &iov[i].iov_len);
         total += iov[i].iov_len;
         lua_pop(L, 1);
@@ -255,7 +250,7 @@ static int sock_sendmsg(lua_State *L) {
       break;
     default:
       return uipc_argerror(L, 2, "data must be a string or a list of strings, got %s",
-                        luaL_typename(L, 3));
+                           luaL_typename(L, 3));
   }
   if (niov <= STACKIOV) lua_pushnil(L); /* keep the layout: 4 is the iov box */
 
@@ -278,7 +273,7 @@ static int sock_sendmsg(lua_State *L) {
       break;
     default:
       return uipc_argerror(L, 2, "fds must be a list of descriptors, got %s",
-                        luaL_typename(L, 5));
+                           luaL_typename(L, 5));
   }
 
   /* cred at 6 */
@@ -299,7 +294,7 @@ static int sock_sendmsg(lua_State *L) {
       break;
     default:
       return uipc_argerror(L, 2, "cred must be true or a {pid=, uid=, gid=} table, got %s",
-                        luaL_typename(L, 6));
+                           luaL_typename(L, 6));
   }
 
   getkey(L, 2, K_FLAGS);
@@ -318,7 +313,7 @@ static int sock_sendmsg(lua_State *L) {
     return uipc_argerror(L, 2, "a stream socket needs at least one data byte to carry "
                                "descriptors or credentials");
 
-  /* to: moved to index 2 so address errors name argument #2 (the table stays at 8) */
+  /* to: moved to index 2 so address errors name the table's argument (the table stays at 8) */
   lua_pushvalue(L, 2);
   if (getkey(L, 2, K_TO) != LUA_TNIL) {
     int rc;
@@ -408,7 +403,7 @@ static lua_Integer optfield(lua_State *L, int t, int key, const char *k, lua_Int
     (*found)++;
     if (!lua_isinteger(L, -1))
       uipc_argerror(L, t, "%s must be an integer, got %s", k,
-                 lua_isnumber(L, -1) ? "a float" : luaL_typename(L, -1));
+                    lua_isnumber(L, -1) ? "a float" : luaL_typename(L, -1));
     v = lua_tointeger(L, -1);
     if (v < 0) uipc_argerror(L, t, "%s must not be negative", k);
   }
@@ -477,7 +472,7 @@ static int sock_recvmsg(lua_State *L) {
     for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level != SOL_SOCKET) continue;
       if (c->cmsg_type == SCM_RIGHTS || c->cmsg_type == SCM_PIDFD) {
-        size_t k, cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        size_t k, cnt = c->cmsg_len > CMSG_LEN(0) ? (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0;
         for (k = 0; k < cnt; k++) {
           int fd;
           memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof fd);
