@@ -10,9 +10,9 @@
 local core = require "unixipc.core"
 
 local type, error, pcall, next = type, error, pcall, next
-local setmetatable, getmetatable, tostring, rawget = setmetatable, getmetatable, tostring, rawget
+local setmetatable, getmetatable, tostring = setmetatable, getmetatable, tostring
 local pack, unpack, byte, sub, format = string.pack, string.unpack, string.byte, string.sub, string.format
-local concat = table.concat
+local concat, tunpack = table.concat, table.unpack
 local mtype = math.type
 
 local MAGIC = 0xA5
@@ -29,36 +29,58 @@ local errno = core.errno
 local EPROTO, EMSGSIZE, EINVAL, EAGAIN = errno.EPROTO, errno.EMSGSIZE, errno.EINVAL, errno.EAGAIN
 
 -- ---- codec -------------------------------------------------------------
--- tags: 0 nil, 1 false, 2 true, 3 integer, 4 float, 5 string, 6 table
+-- tags: 0 nil, 1 false, 2 true, 3 integer (<j), 4 float (<d), 5 string
+-- (<s4), 6 table (<I4 pair count, then key, value, ...)
+
+-- The encoder collects format codes and arguments and packs them with one
+-- string.pack per FLUSH arguments (instead of one per value).
+local FLUSH = 2000
 
 local encode
-encode = function(v, out, n, depth, path)
+encode = function(v, fmt, nf, args, na, out, depth, path)
   local t = type(v)
-  n = n + 1
   if t == "string" then
-    out[n] = pack("<Bs4", 5, v)
+    nf = nf + 1
+    fmt[nf], args[na + 1], args[na + 2], na = "Bs4", 5, v, na + 2
   elseif t == "number" then
-    if mtype(v) == "integer" then out[n] = pack("<Bj", 3, v) else out[n] = pack("<Bd", 4, v) end
+    nf = nf + 1
+    if mtype(v) == "integer" then fmt[nf], args[na + 1] = "Bj", 3 else fmt[nf], args[na + 1] = "Bd", 4 end
+    args[na + 2], na = v, na + 2
   elseif t == "boolean" then
-    out[n] = v and "\2" or "\1"
+    nf, na = nf + 1, na + 1
+    fmt[nf], args[na] = "B", v and 2 or 1
   elseif t == "nil" then
-    out[n] = "\0"
+    nf, na = nf + 1, na + 1
+    fmt[nf], args[na] = "B", 0
   elseif t == "table" then
     if path[v] then error("cannot send a table that contains itself (cycle)", 0) end
     if depth >= MAXDEPTH then error(format("tables nested deeper than %d", MAXDEPTH), 0) end
     path[v] = true
-    local at, count = n, 0
+    local count = 0
+    for _ in next, v do count = count + 1 end
+    nf = nf + 1
+    fmt[nf], args[na + 1], args[na + 2], na = "BI4", 6, count, na + 2
     for k, x in next, v do
-      n = encode(k, out, n, depth + 1, path)
-      n = encode(x, out, n, depth + 1, path)
-      count = count + 1
+      nf, na = encode(k, fmt, nf, args, na, out, depth + 1, path)
+      nf, na = encode(x, fmt, nf, args, na, out, depth + 1, path)
     end
-    out[at] = pack("<BI4", 6, count)
     path[v] = nil
   else
     error(format("cannot send a %s", t), 0)
   end
-  return n
+  if na >= FLUSH then
+    out[#out + 1] = pack(concat(fmt, "", 1, nf), tunpack(args, 1, na))
+    nf, na = 1, 0
+  end
+  return nf, na
+end
+
+-- value -> body string; raises (message without position) for what cannot be sent
+local function encodeall(v, path)
+  local fmt, args, out = { "<" }, {}, {}
+  local nf, na = encode(v, fmt, 1, args, 0, out, 0, path)
+  if na > 0 then out[#out + 1] = pack(concat(fmt, "", 1, nf), tunpack(args, 1, na)) end
+  return #out == 1 and out[1] or concat(out)
 end
 
 local decode
@@ -81,7 +103,7 @@ decode = function(s, pos, depth)
       k, pos = decode(s, pos, depth + 1)
       if k == nil or k ~= k then error("invalid table key", 0) end
       v, pos = decode(s, pos, depth + 1)
-      if v == nil or rawget(t, k) ~= nil then error("invalid table entry", 0) end
+      if v == nil or t[k] ~= nil then error("invalid table entry", 0) end
       t[k] = v
     end
     return t, pos
@@ -161,10 +183,12 @@ function Channel:send(value, fds)
     end
     nf = #fds
   end
-  local out = {}
-  local ok, n = pcall(encode, value, out, 0, 0, {})
-  if not ok then error("bad argument #1 to 'send' (" .. tostring(n) .. ")", 2) end
-  local body = concat(out, "", 1, n)
+  local path = self.path
+  local ok, body = pcall(encodeall, value, path)
+  if not ok then
+    for k in next, path do path[k] = nil end
+    error("bad argument #1 to 'send' (" .. tostring(body) .. ")", 2)
+  end
   local len = #body
   if len > self.maxsize then
     return nil, format("channel: frame of %d bytes exceeds maxsize %d", len, self.maxsize), EMSGSIZE
@@ -227,8 +251,21 @@ function Channel:recv()
     else
       want = HLEN - #self.head
     end
-    ropts.size = self.seq and RECORDMAX or (want < CHUNK and want or CHUNK)
-    local data, fds, info = sock:recvmsg(ropts)
+    local data, fds, info
+    if total and not self.seq then
+      -- the rest of a stream frame: its descriptors came with its first
+      -- bytes (the header); any a peer sends with later bytes belong to no
+      -- frame, and recv lets the kernel close them
+      data, fds, info = sock:recv(want < CHUNK and want or CHUNK)
+      if data then
+        parts[#parts + 1] = data
+        self.have = self.have + #data
+        goto continue
+      end
+    else
+      ropts.size = self.seq and RECORDMAX or (want < CHUNK and want or CHUNK)
+      data, fds, info = sock:recvmsg(ropts)
+    end
     if not data then
       if fds == "eof" and (total or self.head ~= "" or #rfds > 0) then
         return fail(self, "end of stream in the middle of a frame")
@@ -244,7 +281,8 @@ function Channel:recv()
     if info.ctruncated then return fail(self, "descriptors truncated (more than maxfds sent)") end
     if info.truncated then return fail(self, "record truncated (longer than a frame record)") end
     if not total then
-      local head = self.head .. data
+      local head = self.head
+      head = head == "" and data or head .. data
       if #head < HLEN then
         self.head = head
       else
@@ -257,6 +295,7 @@ function Channel:recv()
       parts[#parts + 1] = data
       self.have = self.have + #data
     end
+    ::continue::
   end
   if #rfds ~= self.nfds then
     return fail(self, format("frame announced %d descriptors but %d came with it", self.nfds, #rfds))
@@ -334,6 +373,7 @@ local function channel(sock, opts)
     sdata = { "", "" },
     rfds = {},
     parts = {},
+    path = {},
   }
   self.sopts = { data = self.sdata }
   resetframe(self)
