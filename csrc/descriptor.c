@@ -76,16 +76,18 @@ static void fiforesolve(uipc_Fd *o) {
 }
 
 /*
- * A wrapped descriptor found non-blocking behaves as non-blocking (usernb),
- * exactly as if its flags had been read when it was wrapped. Only calls
- * that get EAGAIN/EINPROGRESS, and the blocking-mode setters, need to know.
+ * A wrapped descriptor starts in blocking mode like every new object, even
+ * when its sender left O_NONBLOCK on the shared file description: we do not
+ * change the sender's flags, we record them (onb) and uipc_block waits out
+ * the EAGAIN. Only calls that get EAGAIN/EINPROGRESS, and the blocking-mode
+ * setters, need to know, so the flags are read on first need.
  */
 void uipc_nbresolve(uipc_Fd *o) {
   int fl;
   if (!o->nbunknown || o->fd < 0) return;
   o->nbunknown = 0;
   fl = fcntl(o->fd, F_GETFL);
-  if (fl >= 0 && (fl & O_NONBLOCK)) o->onb = o->usernb = 1;
+  if (fl >= 0 && (fl & O_NONBLOCK)) o->onb = 1;
 }
 
 uipc_Fd *uipc_toobj(lua_State *L, int idx) {

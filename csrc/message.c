@@ -1,6 +1,563 @@
-/* message domain: filled by its issue */
+/*
+ * Messages: sendmsg / recvmsg with scatter/gather data, descriptor passing
+ * (SCM_RIGHTS), credentials (SCM_CREDENTIALS, SO_PEERCRED).
+ *
+ * recvmsg is defensive: every cmsg is walked, every received descriptor is
+ * close-on-exec (MSG_CMSG_CLOEXEC) and owned at once -- first by a guard
+ * whose __close closes whatever no object owns yet, then by the objects
+ * that wrap them. A Lua error while building the result leaks nothing.
+ */
 #include "private.h"
 
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* the kernel's per-message limit (include/net/scm.h), not exported to userspace */
+#define SCM_MAX_FD 253
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04 /* SO_PASSPIDFD (Linux 6.5): carries a descriptor too */
+#endif
+
+#define STACKBUF 65536 /* recvmsg data up to this size lands on the C stack */
+#define STACKIOV 16    /* sendmsg data lists up to this length need no allocation */
+
+/* room for credentials and a full SCM_RIGHTS message */
+#define CTRL_MAX (CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(SCM_MAX_FD * sizeof(int)))
+
+typedef union {
+  struct cmsghdr align;
+  char buf[CTRL_MAX];
+} ctrlbuf;
+
+static char GUARDMT;  /* registry: the guards' metatable */
+
+/*
+ * Received descriptors nobody owns yet. One guard per Lua state is reused
+ * (no allocation on the hot path); busy marks it live, so a recvmsg nested
+ * in it (from a finalizer) takes a fresh one.
+ */
+typedef struct {
+  int n, busy;
+  int fd[CTRL_MAX / sizeof(int)];
+} fdguard;
+
+static int guard_close(lua_State *L) {
+  fdguard *g = (fdguard *)lua_touserdata(L, 1);
+  int i;
+  if (!g) return 0;
+  for (i = 0; i < g->n; i++)
+    if (g->fd[i] >= 0) close(g->fd[i]);
+  g->n = 0;
+  g->busy = 0;
+  return 0;
+}
+
+static fdguard *newguard(lua_State *L) {
+  fdguard *g = (fdguard *)lua_newuserdatauv(L, sizeof(fdguard), 0);
+  g->n = g->busy = 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &GUARDMT);
+  lua_setmetatable(L, -2);
+  return g;
+}
+
+/*
+ * Field names live in the methods' upvalues (after the two metatables that
+ * uipc_toobj expects): a raw get with an interned key skips the string
+ * lookup lua_getfield/lua_setfield do on every call.
+ */
+static const char *const keynames[] = {"data", "fds", "cred", "to", "flags", "size", "maxfds",
+                                       "truncated", "ctruncated", "from", "pid", "uid", "gid",
+                                       NULL};
+enum { K_DATA = 3, K_FDS, K_CRED, K_TO, K_FLAGS, K_SIZE, K_MAXFDS, K_TRUNC, K_CTRUNC, K_FROM,
+       K_PID, K_UID, K_GID, K_GUARD, K_END };
+
+/* push a free guard: the shared one (upvalue K_GUARD), or a fresh one when it is in use */
+static fdguard *pushguard(lua_State *L) {
+  fdguard *g;
+  lua_pushvalue(L, lua_upvalueindex(K_GUARD));
+  g = (fdguard *)lua_touserdata(L, -1);
+  if (g && !g->busy) return g;
+  lua_pop(L, 1);
+  return newguard(L);
+}
+
+/* push t[key] (raw), return its type */
+static int getkey(lua_State *L, int t, int k) {
+  lua_pushvalue(L, lua_upvalueindex(k));
+  return lua_rawget(L, t);
+}
+
+/* t[key] = value at the top (raw), popping it; t is a negative index below it */
+static void setkey(lua_State *L, int t, int k) {
+  lua_pushvalue(L, lua_upvalueindex(k));
+  lua_insert(L, -2);
+  lua_rawset(L, t - 1);
+}
+
+/* ---- sendmsg ---------------------------------------------------------- */
+
+static const char *const sendfields[] = {"data", "fds", "cred", "to", "flags", NULL};
+static const char *const recvfields[] = {"size", "maxfds", "flags", NULL};
+
+/*
+ * Every key of the table at idx is one of names. found is how many of them
+ * the caller saw non-nil: when the table holds exactly that many keys (the
+ * usual case) nothing needs comparing.
+ */
+static void checkfields(lua_State *L, int idx, const char *const *names, int found) {
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  if (n == found) return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *const *p = names;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -1);
+      for (; *p; p++)
+        if (strcmp(*p, k) == 0) break;
+    } else
+      p = NULL;
+    if (!p || !*p) {
+      if (lua_type(L, -1) == LUA_TSTRING)
+        uipc_argerror(L, idx, "unknown field '%s'", lua_tostring(L, -1));
+      uipc_argerror(L, idx, "unknown field of type %s", luaL_typename(L, -1));
+    }
+  }
+}
+
+/* flags field: nil, an integer, or names as in send ("peek|dontwait", "MSG_OOB") */
+static int fieldflags(lua_State *L, int t, int idx) {
+  const char *s, *p;
+  int flags = 0;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: return 0;
+    case LUA_TNUMBER:
+      if (!lua_isinteger(L, idx)) uipc_argerror(L, t, "flags must be an integer");
+      return (int)lua_tointeger(L, idx);
+    case LUA_TSTRING: break;
+    default:
+      uipc_argerror(L, t, "flags must be a string or integer, got %s", luaL_typename(L, idx));
+  }
+  s = lua_tostring(L, idx);
+  for (p = s; *p;) {
+    const uipc_Const *c;
+    size_t n;
+    while (*p == ' ' || *p == ',' || *p == '|') p++;
+    if (!*p) break;
+    n = strcspn(p, " ,|");
+    for (c = uipc_msgflags; c->name; c++) {
+      const char *q = p;
+      size_t m = n;
+      if (m > 4 && strncasecmp(q, "MSG_", 4) == 0) q += 4, m -= 4;
+      if (strlen(c->name) == m && strncasecmp(q, c->name, m) == 0) break;
+    }
+    if (!c->name) {
+      lua_pushlstring(L, p, n);
+      uipc_argerror(L, t, "unknown flag '%s'", lua_tostring(L, -1));
+    }
+    flags |= c->value;
+    p += n;
+  }
+  return flags;
+}
+
+/* fds[i]: a unixipc object, an io file or an integer (value at the top) */
+static int elemfd(lua_State *L, int t, lua_Integer i) {
+  uipc_Fd *o;
+  luaL_Stream *p;
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Integer fd = lua_tointeger(L, -1);
+    if (!lua_isinteger(L, -1) || fd < 0 || fd > 0x7fffffff)
+      uipc_argerror(L, t, "fds[%d] must be a non-negative integer descriptor", (int)i);
+    return (int)fd;
+  }
+  if ((o = uipc_toobj(L, -1)) != NULL) {
+    if (o->fd < 0)
+      uipc_argerror(L, t, "fds[%d]: attempt to use a closed %s", (int)i,
+                    o->issock ? "socket" : "descriptor");
+    return o->fd;
+  }
+  if ((p = (luaL_Stream *)luaL_testudata(L, -1, LUA_FILEHANDLE)) != NULL) {
+    if (p->closef == NULL) uipc_argerror(L, t, "fds[%d]: attempt to use a closed file", (int)i);
+    return fileno(p->f);
+  }
+  uipc_argerror(L, t, "fds[%d]: descriptor expected (unixipc object, io file or integer), got %s",
+                (int)i, luaL_typename(L, -1));
+  return -1;
+}
+
+static lua_Integer credfield(lua_State *L, int t, int idx, const char *k, lua_Integer def) {
+  lua_Integer v = def;
+  lua_getfield(L, idx, k);
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1))
+      uipc_argerror(L, t, "cred.%s must be an integer, got %s", k, luaL_typename(L, -1));
+    v = lua_tointeger(L, -1);
+    if (v < 0 || v > 0xffffffffLL) uipc_argerror(L, t, "cred.%s out of range", k);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/*
+ * sendmsg{data = str | {str, ...}, fds = {...}, cred = true | {pid=, uid=, gid=},
+ *         to = addr, flags = ...} -> bytes sent
+ */
+static int sock_sendmsg(lua_State *L) {
+  uipc_Fd *o = uipc_checksock(L, 1);
+  struct iovec iovstack[STACKIOV], *iov = iovstack;
+  int fds[SCM_MAX_FD];
+  ctrlbuf ctrl;
+  struct msghdr msg;
+  struct ucred uc;
+  struct sockaddr_storage ss;
+  size_t total = 0, clen = 0;
+  lua_Integer nfds = 0, niov = 0, i;
+  int flags, hascred = 0, err = 0;
+  double deadline = -1;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  memset(&msg, 0, sizeof msg);
+
+  /* data at 3 (kept on the stack: it anchors the strings) */
+  switch (getkey(L, 2, K_DATA)) {
+    case LUA_TNIL: break;
+    case LUA_TSTRING:
+      niov = 1;
+      iov[0].iov_base = (void *)lua_tolstring(L, 3, &iov[0].iov_len);
+      total = iov[0].iov_len;
+      break;
+    case LUA_TTABLE:
+      niov = (lua_Integer)lua_rawlen(L, 3);
+      if (niov > STACKIOV)
+        iov = (struct iovec *)lua_newuserdatauv(L, (size_t)niov * sizeof *iov, 0);
+      for (i = 0; i < niov; i++) {
+        if (lua_rawgeti(L, 3, i + 1) != LUA_TSTRING)
+          uipc_argerror(L, 2, "data[%d] must be a string, got %s", (int)i + 1,
+                        luaL_typename(L, -1));
+        iov[i].iov_base = (void *)lua_tolstring(L, -1, &iov[i].iov_len);
+        total += iov[i].iov_len;
+        lua_pop(L, 1);
+      }
+      break;
+    default:
+      return uipc_argerror(L, 2, "data must be a string or a list of strings, got %s",
+                           luaL_typename(L, 3));
+  }
+  if (niov <= STACKIOV) lua_pushnil(L); /* keep the layout: 4 is the iov box */
+
+  /* fds at 5 */
+  switch (getkey(L, 2, K_FDS)) {
+    case LUA_TNIL: break;
+    case LUA_TTABLE:
+      nfds = (lua_Integer)lua_rawlen(L, 5);
+      if (nfds > SCM_MAX_FD) {
+        char m[80];
+        snprintf(m, sizeof m, "too many descriptors (%d, at most %d per message)", (int)nfds,
+                 SCM_MAX_FD);
+        return uipc_failmsg(L, "sendmsg", m, EINVAL);
+      }
+      for (i = 0; i < nfds; i++) {
+        lua_rawgeti(L, 5, i + 1);
+        fds[i] = elemfd(L, 2, i + 1);
+        lua_pop(L, 1);
+      }
+      break;
+    default:
+      return uipc_argerror(L, 2, "fds must be a list of descriptors, got %s",
+                           luaL_typename(L, 5));
+  }
+
+  /* cred at 6 */
+  switch (getkey(L, 2, K_CRED)) {
+    case LUA_TNIL: break;
+    case LUA_TBOOLEAN:
+      if (!lua_toboolean(L, 6)) break;
+      hascred = 1;
+      uc.pid = getpid();
+      uc.uid = getuid();
+      uc.gid = getgid();
+      break;
+    case LUA_TTABLE:
+      hascred = 1;
+      uc.pid = (pid_t)credfield(L, 2, 6, "pid", getpid());
+      uc.uid = (uid_t)credfield(L, 2, 6, "uid", getuid());
+      uc.gid = (gid_t)credfield(L, 2, 6, "gid", getgid());
+      break;
+    default:
+      return uipc_argerror(L, 2, "cred must be true or a {pid=, uid=, gid=} table, got %s",
+                           luaL_typename(L, 6));
+  }
+
+  getkey(L, 2, K_FLAGS);
+  flags = fieldflags(L, 2, 7);
+  getkey(L, 2, K_TO);
+  checkfields(L, 2, sendfields,
+              !lua_isnil(L, 3) + !lua_isnil(L, 5) + !lua_isnil(L, 6) + !lua_isnil(L, 7) +
+                  !lua_isnil(L, 8));
+  lua_pop(L, 1);
+
+  /*
+   * A stream socket has no message boundary to carry ancillary data alone:
+   * the kernel sends nothing and drops the descriptors without a word.
+   */
+  if (total == 0 && (nfds > 0 || hascred) && o->type == SOCK_STREAM)
+    return uipc_argerror(L, 2, "a stream socket needs at least one data byte to carry "
+                               "descriptors or credentials");
+
+  /* to: moved to index 2 so address errors name the table's argument (the table stays at 8) */
+  lua_pushvalue(L, 2);
+  if (getkey(L, 2, K_TO) != LUA_TNIL) {
+    int rc;
+    socklen_t alen;
+    lua_replace(L, 2);
+    rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &alen, 0);
+    if (rc) return uipc_addrfail(L, "sendmsg", rc);
+    msg.msg_name = &ss;
+    msg.msg_namelen = alen;
+  } else
+    lua_pop(L, 1);
+
+  msg.msg_iov = iov;
+  msg.msg_iovlen = (size_t)niov;
+  if (hascred || nfds > 0) {
+    struct cmsghdr *c;
+    clen = (hascred ? CMSG_SPACE(sizeof uc) : 0) +
+           (nfds > 0 ? CMSG_SPACE((size_t)nfds * sizeof(int)) : 0);
+    memset(ctrl.buf, 0, clen); /* the padding the kernel may read */
+    msg.msg_control = ctrl.buf;
+    msg.msg_controllen = clen;
+    clen = 0;
+    c = CMSG_FIRSTHDR(&msg);
+    if (hascred) {
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_CREDENTIALS;
+      c->cmsg_len = CMSG_LEN(sizeof uc);
+      memcpy(CMSG_DATA(c), &uc, sizeof uc);
+      clen += CMSG_SPACE(sizeof uc);
+      c = (struct cmsghdr *)(ctrl.buf + clen);
+    }
+    if (nfds > 0) {
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+      memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+      clen += CMSG_SPACE((size_t)nfds * sizeof(int));
+    }
+    msg.msg_controllen = clen;
+  }
+
+  for (;;) {
+    ssize_t r = sendmsg(o->fd, &msg, flags | MSG_NOSIGNAL);
+    if (r >= 0) {
+      lua_pushinteger(L, (lua_Integer)r);
+      return 1;
+    }
+    err = errno;
+    if (!(flags & MSG_DONTWAIT) || err == EINTR) err = uipc_block(o, err, POLLOUT, &deadline);
+    if (err) return uipc_pushwrite(L, "sendmsg", -1, err);
+  }
+}
+
+/* ---- recvmsg ---------------------------------------------------------- */
+
+static lua_Integer optfield(lua_State *L, int t, int key, const char *k, lua_Integer def,
+                            int *found) {
+  lua_Integer v = def;
+  if (getkey(L, t, key) != LUA_TNIL) {
+    (*found)++;
+    if (!lua_isinteger(L, -1))
+      uipc_argerror(L, t, "%s must be an integer, got %s", k,
+                    lua_isnumber(L, -1) ? "a float" : luaL_typename(L, -1));
+    v = lua_tointeger(L, -1);
+    if (v < 0) uipc_argerror(L, t, "%s must not be negative", k);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/*
+ * recvmsg([{size = 65536, maxfds = 253, flags = ...}]) -> data, fds, info
+ * info = {truncated =, ctruncated =, flags =, from = addr?, cred = {pid, uid, gid}?}
+ */
+static int sock_recvmsg(lua_State *L) {
+  uipc_Fd *o = uipc_checksock(L, 1);
+  char stackbuf[STACKBUF], *buf = stackbuf;
+  ctrlbuf ctrl;
+  struct msghdr msg;
+  struct iovec iov;
+  struct sockaddr_storage ss;
+  struct ucred uc;
+  struct cmsghdr *c;
+  fdguard *g;
+  size_t size = 65536, maxfds = SCM_MAX_FD;
+  int flags = 0, hascred = 0, ctrunc, gidx, i, n;
+  double deadline = -1;
+  ssize_t r;
+  lua_settop(L, 2);
+  if (!lua_isnil(L, 2)) {
+    int found = 0;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size = (size_t)optfield(L, 2, K_SIZE, "size", 65536, &found);
+    maxfds = (size_t)optfield(L, 2, K_MAXFDS, "maxfds", SCM_MAX_FD, &found);
+    getkey(L, 2, K_FLAGS);
+    flags = fieldflags(L, 2, 3);
+    checkfields(L, 2, recvfields, found + !lua_isnil(L, 3));
+    lua_pop(L, 1);
+  }
+  if (maxfds > SCM_MAX_FD) maxfds = SCM_MAX_FD; /* the kernel never sends more */
+  g = pushguard(L);
+  gidx = lua_gettop(L);
+  if (size > STACKBUF) buf = (char *)lua_newuserdatauv(L, size, 0);
+  luaL_checkstack(L, 8, NULL); /* nothing below may fail for want of stack */
+
+  for (;;) {
+    int err;
+    memset(&msg, 0, sizeof msg);
+    iov.iov_base = buf;
+    iov.iov_len = size;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_name = &ss;
+    msg.msg_namelen = sizeof ss;
+    msg.msg_control = ctrl.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(struct ucred)) +
+                         (maxfds ? CMSG_SPACE(maxfds * sizeof(int)) : 0);
+    r = recvmsg(o->fd, &msg, flags | MSG_CMSG_CLOEXEC);
+    if (r >= 0) break;
+    err = errno;
+    if (!(flags & MSG_DONTWAIT) || err == EINTR)
+      err = uipc_block(o, err, (flags & MSG_OOB) ? POLLPRI : POLLIN, &deadline);
+    if (err) return err == ETIMEDOUT ? uipc_timeout(L) : uipc_fail(L, "recvmsg", err);
+  }
+
+  /* collect: no Lua call until every descriptor sits in the guard */
+  ctrunc = (msg.msg_flags & MSG_CTRUNC) != 0;
+  if (msg.msg_controllen > 0) {
+    for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET) continue;
+      if (c->cmsg_type == SCM_RIGHTS || c->cmsg_type == SCM_PIDFD) {
+        size_t k, cnt = c->cmsg_len > CMSG_LEN(0) ? (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0;
+        for (k = 0; k < cnt; k++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof fd);
+          if (c->cmsg_type == SCM_RIGHTS && (size_t)g->n < maxfds)
+            g->fd[g->n++] = fd;
+          else { /* beyond maxfds (the slack in the buffer), or a pidfd we did not ask for */
+            if (c->cmsg_type == SCM_RIGHTS) ctrunc = 1;
+            close(fd);
+          }
+        }
+      } else if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof uc)) {
+        memcpy(&uc, CMSG_DATA(c), sizeof uc);
+        hascred = 1;
+      }
+    }
+  }
+  n = g->n;
+  if (n > 0) {
+    g->busy = 1;
+    lua_toclose(L, gidx);
+  } else if (r == 0 && size > 0 &&
+             (o->type == SOCK_STREAM || (o->type != SOCK_DGRAM && msg.msg_controllen == 0))) {
+    /* end of stream (a stream never carries empty messages; with SO_PASSCRED
+       the kernel attaches credentials even at EOF) */
+    lua_pushnil(L);
+    lua_pushliteral(L, "eof");
+    return 2;
+  }
+
+  if ((size_t)r > size) r = (ssize_t)size; /* MSG_TRUNC reports the real length */
+  lua_pushlstring(L, buf, (size_t)r);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    uipc_wrapfd(L, g->fd[i]); /* may raise before owning: the guard still holds it */
+    g->fd[i] = -1;
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_createtable(L, 0, 3 + (msg.msg_namelen > 0) + hascred);
+  lua_pushboolean(L, (msg.msg_flags & MSG_TRUNC) != 0);
+  setkey(L, -2, K_TRUNC);
+  lua_pushboolean(L, ctrunc);
+  setkey(L, -2, K_CTRUNC);
+  lua_pushinteger(L, msg.msg_flags & ~MSG_CMSG_CLOEXEC);
+  setkey(L, -2, K_FLAGS);
+  if (msg.msg_namelen > 0) {
+    uipc_pushaddr(L, (struct sockaddr *)&ss, msg.msg_namelen);
+    setkey(L, -2, K_FROM);
+  }
+  if (hascred) {
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, uc.pid);
+    setkey(L, -2, K_PID);
+    lua_pushinteger(L, uc.uid);
+    setkey(L, -2, K_UID);
+    lua_pushinteger(L, uc.gid);
+    setkey(L, -2, K_GID);
+    setkey(L, -2, K_CRED);
+  }
+  if (n > 0) {
+    g->n = 0;
+    lua_closeslot(L, gidx);
+  }
+  return 3;
+}
+
+/* peercred() -> {pid=, uid=, gid=} of the peer at connect/socketpair time;
+   nil, "peercred: no peer credentials", ENOTCONN without a unix peer */
+static int sock_peercred(lua_State *L) {
+  uipc_Fd *o = uipc_checksock(L, 1);
+  struct ucred uc;
+  socklen_t len = sizeof uc;
+  if (getsockopt(o->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
+    int err = errno;
+    return uipc_fail(L, "getsockopt", err);
+  }
+  /* Linux answers pid 0 for a socket with no unix peer (unconnected, inet) */
+  if (uc.pid == 0) return uipc_failmsg(L, "peercred", "no peer credentials", ENOTCONN);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, uc.pid);
+  lua_setfield(L, -2, "pid");
+  lua_pushinteger(L, uc.uid);
+  lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, uc.gid);
+  lua_setfield(L, -2, "gid");
+  return 1;
+}
+
+static const luaL_Reg sockmethods[] = {
+  {"sendmsg", sock_sendmsg},
+  {"recvmsg", sock_recvmsg},
+  {"peercred", sock_peercred},
+  {NULL, NULL}
+};
+
 void uipc_open_message(lua_State *L) {
-  (void)L;
+  const char *const *k;
+  /* socket methods, with the metatables uipc_toobj expects and the keys */
+  lua_getfield(L, -1, "_methods");
+  lua_getfield(L, -1, "socket");
+  /* the guards' class first: the shared guard is the last upvalue */
+  lua_newtable(L);
+  lua_pushcfunction(L, guard_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, guard_close);
+  lua_setfield(L, -2, "__gc");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &GUARDMT);
+  luaL_getmetatable(L, UIPC_FD_MT);
+  luaL_getmetatable(L, UIPC_SOCKET_MT);
+  for (k = keynames; *k; k++) lua_pushstring(L, *k);
+  newguard(L);
+  luaL_setfuncs(L, sockmethods, K_END - 1);
+  lua_pop(L, 2);
+  lua_pushinteger(L, SCM_MAX_FD);
+  lua_setfield(L, -2, "SCM_MAX_FD");
 }

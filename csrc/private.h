@@ -26,8 +26,10 @@
 /*
  * One struct serves descriptor and socket objects; the metatable says which.
  * fd is -1 once closed. Blocking state is tracked here so hot paths never
- * ask the kernel with fcntl: O_NONBLOCK is on the descriptor exactly when
- * (usernb || timeout >= 0) -- onb mirrors what we last set.
+ * ask the kernel with fcntl: O_NONBLOCK is on the descriptor when
+ * (usernb || timeout >= 0) -- onb mirrors what we last set. A received
+ * descriptor may also carry O_NONBLOCK from its sender (onb set, usernb
+ * not): calls then wait out EAGAIN with poll, as a blocking object should.
  */
 typedef struct uipc_Fd {
   int fd;

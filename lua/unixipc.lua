@@ -5,5 +5,6 @@ local ipc = require "unixipc.core"
 
 require "unixipc.net" (ipc)
 require "unixipc.process" (ipc)
+require "unixipc.channel" (ipc)
 
 return ipc
