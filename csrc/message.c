@@ -64,15 +64,13 @@ static fdguard *newguard(lua_State *L) {
 }
 
 /*
- * Field names live in the methods' upvalues (after the two metatables that
- * uipc_toobj expects): a raw get with an interned key skips the string
- * lookup lua_getfield/lua_setfield do on every call.
+ * The names of the info fields live in the methods' upvalues (after the two
+ * metatables that uipc_toobj expects): a raw set with an interned key skips
+ * the string lookup lua_setfield does on every call.
  */
-static const char *const keynames[] = {"data", "fds", "cred", "to", "flags", "size", "maxfds",
-                                       "truncated", "ctruncated", "from", "pid", "uid", "gid",
-                                       NULL};
-enum { K_DATA = 3, K_FDS, K_CRED, K_TO, K_FLAGS, K_SIZE, K_MAXFDS, K_TRUNC, K_CTRUNC, K_FROM,
-       K_PID, K_UID, K_GID, K_GUARD, K_END };
+static const char *const keynames[] = {"truncated", "ctruncated", "flags", "from", "cred", "pid",
+                                       "uid", "gid", NULL};
+enum { K_TRUNC = 3, K_CTRUNC, K_FLAGS, K_FROM, K_CRED, K_PID, K_UID, K_GID, K_GUARD, K_END };
 
 /* push a free guard: the shared one (upvalue K_GUARD), or a fresh one when it is in use */
 static fdguard *pushguard(lua_State *L) {
@@ -82,12 +80,6 @@ static fdguard *pushguard(lua_State *L) {
   if (g && !g->busy) return g;
   lua_pop(L, 1);
   return newguard(L);
-}
-
-/* push t[key] (raw), return its type */
-static int getkey(lua_State *L, int t, int k) {
-  lua_pushvalue(L, lua_upvalueindex(k));
-  return lua_rawget(L, t);
 }
 
 /* push the interned key k, for a lua_rawset once its value is pushed */
@@ -119,39 +111,6 @@ static uipc_Fd *checkself(lua_State *L) {
 }
 
 /* ---- sendmsg ---------------------------------------------------------- */
-
-static const char *const recvfields[] = {"size", "maxfds", "flags", NULL};
-
-/*
- * Every key of the table at idx is one of names. found is how many of them
- * the caller saw non-nil: when the table holds exactly that many keys (the
- * usual case) nothing needs comparing.
- */
-static void checkfields(lua_State *L, int idx, const char *const *names, int found) {
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    n++;
-  }
-  if (n == found) return;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *const *p = names;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -1);
-      for (; *p; p++)
-        if (strcmp(*p, k) == 0) break;
-    } else
-      p = NULL;
-    if (!p || !*p) {
-      if (lua_type(L, -1) == LUA_TSTRING)
-        uipc_argerror(L, idx, "unknown field '%s'", lua_tostring(L, -1));
-      uipc_argerror(L, idx, "unknown field of type %s", luaL_typename(L, -1));
-    }
-  }
-}
 
 /* flags field: nil, an integer, or names as in send ("peek|dontwait", "MSG_OOB") */
 static int fieldflags(lua_State *L, int t, int idx) {
@@ -409,19 +368,37 @@ static int sock_sendmsg(lua_State *L) {
 
 /* ---- recvmsg ---------------------------------------------------------- */
 
-static lua_Integer optfield(lua_State *L, int t, int key, const char *k, lua_Integer def,
-                            int *found) {
-  lua_Integer v = def;
-  if (getkey(L, t, key) != LUA_TNIL) {
-    (*found)++;
-    if (!lua_isinteger(L, -1))
-      uipc_argerror(L, t, "%s must be an integer, got %s", k,
-                    lua_isnumber(L, -1) ? "a float" : luaL_typename(L, -1));
-    v = lua_tointeger(L, -1);
-    if (v < 0) uipc_argerror(L, t, "%s must not be negative", k);
-  }
-  lua_pop(L, 1);
+/* an integer option at idx (nil: def) */
+static lua_Integer optfield(lua_State *L, int idx, const char *k, lua_Integer def) {
+  lua_Integer v;
+  if (lua_isnil(L, idx)) return def;
+  if (!lua_isinteger(L, idx))
+    uipc_argerror(L, 2, "%s must be an integer, got %s", k,
+                  lua_isnumber(L, idx) ? "a float" : luaL_typename(L, idx));
+  v = lua_tointeger(L, idx);
+  if (v < 0) uipc_argerror(L, 2, "%s must not be negative", k);
   return v;
+}
+
+/* the recvmsg options in one walk, as sendslots: size 3, maxfds 4, flags 5 */
+static void recvslots(lua_State *L) {
+  lua_settop(L, 5);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    size_t len;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
+    int slot = 0;
+    if (k) switch (len) {
+        case 4: slot = memcmp(k, "size", 4) == 0 ? 3 : 0; break;
+        case 5: slot = memcmp(k, "flags", 5) == 0 ? 5 : 0; break;
+        case 6: slot = memcmp(k, "maxfds", 6) == 0 ? 4 : 0; break;
+      }
+    if (!slot) {
+      if (k) uipc_argerror(L, 2, "unknown field '%s'", k);
+      uipc_argerror(L, 2, "unknown field of type %s", luaL_typename(L, -2));
+    }
+    lua_replace(L, slot);
+  }
 }
 
 /*
@@ -444,14 +421,12 @@ static int sock_recvmsg(lua_State *L) {
   ssize_t r;
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) {
-    int found = 0;
     luaL_checktype(L, 2, LUA_TTABLE);
-    size = (size_t)optfield(L, 2, K_SIZE, "size", 65536, &found);
-    maxfds = (size_t)optfield(L, 2, K_MAXFDS, "maxfds", SCM_MAX_FD, &found);
-    getkey(L, 2, K_FLAGS);
-    flags = fieldflags(L, 2, 3);
-    checkfields(L, 2, recvfields, found + !lua_isnil(L, 3));
-    lua_pop(L, 1);
+    recvslots(L);
+    size = (size_t)optfield(L, 3, "size", 65536);
+    maxfds = (size_t)optfield(L, 4, "maxfds", SCM_MAX_FD);
+    flags = fieldflags(L, 2, 5);
+    lua_settop(L, 2);
   }
   if (maxfds > SCM_MAX_FD) maxfds = SCM_MAX_FD; /* the kernel never sends more */
   g = pushguard(L);
