@@ -96,15 +96,20 @@ static short checkevents(lua_State *L, int idx) {
 
 /* poll(2) until it answers, EINTR retried with the time left: r >= 0, or -1 with *perr */
 static int pollwait(struct pollfd *fds, nfds_t n, double timeout, int *perr) {
-  double deadline = timeout >= 0 ? uipc_now() + timeout : -1;
+  /* math.huge waits for ever; a wait longer than poll(2) takes (24 days) goes in steps */
+  double deadline = timeout >= 0 && timeout < HUGE_VAL ? uipc_now() + timeout : -1;
   for (;;) {
-    int ms = -1, r;
+    int ms = -1, r, longer = 0;
     if (deadline >= 0) {
       double left = deadline - uipc_now();
-      ms = left <= 0 ? 0 : left >= INT_MAX / 1000 ? INT_MAX : (int)ceil(left * 1000);
+      if (left > INT_MAX / 1000)
+        ms = INT_MAX, longer = 1;
+      else
+        ms = left <= 0 ? 0 : (int)ceil(left * 1000);
     }
     r = poll(fds, n, ms);
-    if (r >= 0) return r;
+    if (r > 0 || (r == 0 && !longer)) return r;
+    if (r == 0) continue;
     if (errno != EINTR) {
       *perr = errno;
       return -1;

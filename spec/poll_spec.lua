@@ -290,6 +290,8 @@ describe("pollset", function()
     assert(b:send("x"))
     assert(w:write("y"))
     assert.same({ [a] = "r", [r] = "r", [w] = "w" }, ps:wait(1))
+    assert.same({ [a] = "r", [r] = "r", [w] = "w" }, ps:wait(math.huge)) -- waits for ever
+    assert.equal("r", ipc.poll({ [a] = "r" }, math.huge)[a])
     assert.is_true(ps:remove(w))
     assert.same({ [a] = "r", [r] = "r" }, ps:wait(0))
     assert.equal("x", a:recv(1))
