@@ -188,13 +188,15 @@ static int ipc_poll(lua_State *L) {
  * (remove moves the last entry into the hole) and wait() touches Lua only
  * for the ready keys.
  *
- * A key that is a unixipc object or an io file is watched for being closed:
- * poll(2) only knows the number, which the next open may reuse. Before each
- * poll a C walk over the owners (no Lua) finds the closed ones; they are
- * reported "n", as poll(2) reports a number that is not open, whatever now
- * holds the number, until removed. Integers and foreign objects are numbers
- * read at add(): closing one of those gives "n" only while the number stays
- * free.
+ * A key that is a unixipc object or an io file is checked for being closed
+ * when poll(2) reports its number (only the ready ones: no walk per call).
+ * poll(2) only knows the number, which the next open may reuse; a closed
+ * key is reported "n", never as the readiness of whatever now holds its
+ * number, and from then on "n" on every wait() (which then does not block)
+ * until removed. A closed key whose number is free is reported at once
+ * (poll(2) says POLLNVAL); one whose number was reused shows up when that
+ * descriptor is ready. Integers and foreign objects are numbers read at
+ * add(): they report whatever holds the number.
  */
 #define PSET_MT "unixipc.pollset"
 #define UV_INDEX 1
@@ -202,13 +204,13 @@ static int ipc_poll(lua_State *L) {
 
 typedef struct {
   void *ref;           /* uipc_Fd * or luaL_Stream * (kept alive as a key), or NULL */
-  int fd;              /* the number registered */
   unsigned char kind;  /* REF_* */
   unsigned char dead;  /* its owner was closed: reported "n", polled as -1 */
 } PollEnt;
 
+/* two arrays of n entries (cap allocated): what poll(2) takes, and the owners */
 typedef struct {
-  struct pollfd *fds;  /* n used, cap allocated */
+  struct pollfd *fds;
   PollEnt *ents;
   int n, cap, ndead;
   int closed;
@@ -302,7 +304,6 @@ static int pset_add(lua_State *L) {
   ps->fds[i].events = ev;
   ps->fds[i].revents = 0;
   ps->ents[i].ref = ref;
-  ps->ents[i].fd = fd;
   ps->ents[i].kind = (unsigned char)kind;
   ps->ents[i].dead = 0;
   lua_pushboolean(L, 1);
@@ -344,13 +345,18 @@ static int pset_remove(lua_State *L) {
   return 1;
 }
 
-/* the owner of entry e was closed (or no longer holds the number we poll) */
-static int gone(const PollEnt *e) {
-  if (e->kind == REF_OBJ) return ((const uipc_Fd *)e->ref)->fd != e->fd;
-  if (e->kind == REF_FILE) {
-    const luaL_Stream *p = (const luaL_Stream *)e->ref;
-    return p->closef == NULL;
-  }
+/* entry i's owner was closed: poll(2) skips the negative number, wait() says "n" */
+static void bury(PollSet *ps, int i) {
+  ps->ents[i].dead = 1;
+  ps->fds[i].fd = -1;
+  ps->ndead++;
+}
+
+/* entry i (alive) belongs to an object or file closed since add() */
+static int gone(const PollSet *ps, int i) {
+  const PollEnt *e = &ps->ents[i];
+  if (e->kind == REF_OBJ) return ((const uipc_Fd *)e->ref)->fd != ps->fds[i].fd;
+  if (e->kind == REF_FILE) return ((const luaL_Stream *)e->ref)->closef == NULL;
   return 0;
 }
 
@@ -360,14 +366,6 @@ static int pset_wait(lua_State *L) {
   double timeout = uipc_optseconds(L, 2, "timeout");
   struct pollfd *fds = ps->fds;
   int n = ps->n, i, r, err = 0;
-  for (i = 0; i < n; i++) { /* closed owners: poll(2) skips negative numbers */
-    PollEnt *e = &ps->ents[i];
-    if (e->kind != REF_NONE && !e->dead && gone(e)) {
-      e->dead = 1;
-      fds[i].fd = -1;
-      ps->ndead++;
-    }
-  }
   if (ps->ndead > 0) timeout = 0; /* they are ready: "n" */
   if ((r = pollwait(fds, (nfds_t)n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
   if (ps->ndead > 0)
@@ -383,6 +381,10 @@ static int pset_wait(lua_State *L) {
     short re = fds[i].revents;
     if (re) {
       char buf[8];
+      if (!ps->ents[i].dead && ps->ents[i].kind != REF_NONE && gone(ps, i)) {
+        bury(ps, i); /* whatever now holds the number is not this key */
+        re = POLLNVAL;
+      }
       lua_rawgeti(L, 2, i + 1);
       lua_pushlstring(L, buf, letters(re, buf));
       lua_rawset(L, 3);
