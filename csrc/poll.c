@@ -97,9 +97,9 @@ static short checkevents(lua_State *L, int idx) {
 /* poll(2) until it answers, EINTR retried with the time left: r >= 0, or -1 with *perr */
 static int pollwait(struct pollfd *fds, nfds_t n, double timeout, int *perr) {
   /* math.huge waits for ever; a wait longer than poll(2) takes (24 days) goes in steps */
-  double deadline = timeout >= 0 && timeout < HUGE_VAL ? uipc_now() + timeout : -1;
+  double deadline = timeout > 0 && timeout < HUGE_VAL ? uipc_now() + timeout : -1;
   for (;;) {
-    int ms = -1, r, longer = 0;
+    int ms = timeout == 0 ? 0 : -1, r, longer = 0; /* 0: no clock to read */
     if (deadline >= 0) {
       double left = deadline - uipc_now();
       if (left > INT_MAX / 1000)
@@ -166,15 +166,13 @@ static int ipc_poll(lua_State *L) {
   if ((r = pollwait(fds, (nfds_t)n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
   lua_createtable(L, 0, r);
   res = lua_gettop(L);
-  for (i = 0; i < n && r > 0; i++) {
-    short re = fds[i].revents;
-    if (re) {
-      char buf[8];
-      lua_pushvalue(L, base + 2 * i);
-      lua_pushlstring(L, buf, letters(re, buf));
-      lua_rawset(L, res);
-      r--;
-    }
+  for (i = 0; r > 0; i++, r--) { /* r entries have revents set */
+    char buf[8];
+    while (i < n && fds[i].revents == 0) i++;
+    if (i >= n) break;
+    lua_pushvalue(L, base + 2 * i);
+    lua_pushlstring(L, buf, letters(fds[i].revents, buf));
+    lua_rawset(L, res);
   }
   return 1;
 }
@@ -377,19 +375,19 @@ static int pset_wait(lua_State *L) {
   lua_settop(L, 1);
   lua_getiuservalue(L, 1, UV_KEYS); /* 2 */
   lua_createtable(L, 0, r);
-  for (i = 0; i < n && r > 0; i++) {
-    short re = fds[i].revents;
-    if (re) {
-      char buf[8];
-      if (!ps->ents[i].dead && ps->ents[i].kind != REF_NONE && gone(ps, i)) {
-        bury(ps, i); /* whatever now holds the number is not this key */
-        re = POLLNVAL;
-      }
-      lua_rawgeti(L, 2, i + 1);
-      lua_pushlstring(L, buf, letters(re, buf));
-      lua_rawset(L, 3);
-      r--;
+  for (i = 0; r > 0; i++, r--) { /* r entries have revents set */
+    char buf[8];
+    short re;
+    while (i < n && fds[i].revents == 0) i++;
+    if (i >= n) break;
+    re = fds[i].revents;
+    if (!ps->ents[i].dead && ps->ents[i].kind != REF_NONE && gone(ps, i)) {
+      bury(ps, i); /* whatever now holds the number is not this key */
+      re = POLLNVAL;
     }
+    lua_rawgeti(L, 2, i + 1);
+    lua_pushlstring(L, buf, letters(re, buf));
+    lua_rawset(L, 3);
   }
   return 1;
 }
