@@ -272,7 +272,36 @@ static int ipc_pollset(lua_State *L) {
   return 1;
 }
 
-/* add(key, events) -> true: register key, or change what it waits for */
+/*
+ * Index of the key at idx (index map at imap, key list at keys), or -1. An
+ * entry is believed only if the list agrees: a memory error in the middle
+ * of an add can leave the map ahead of the set. No allocation here.
+ */
+static int findkey(lua_State *L, PollSet *ps, int imap, int keys, int idx) {
+  lua_Integer i;
+  int same;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, imap) != LUA_TNUMBER) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  i = lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  if (i < 0 || i >= ps->n) return -1;
+  lua_rawgeti(L, keys, i + 1);
+  same = lua_rawequal(L, -1, idx);
+  lua_pop(L, 1);
+  return same ? (int)i : -1;
+}
+
+/*
+ * add(key, events) -> true: register key, or change what it waits for.
+ *
+ * Lua code can run in the middle (a foreign key's getfd, finalizers during
+ * the allocations of a new key's table entries) and may even use this set:
+ * the C arrays are touched only after the last call that can run Lua, and
+ * through the set's current state.
+ */
 static int pset_add(lua_State *L) {
   PollSet *ps = checkset(L);
   int kind, fd, i, err;
@@ -283,20 +312,19 @@ static int pset_add(lua_State *L) {
   fd = keyfdref(L, 2, 2, &kind, &ref);
   ev = checkeventsarg(L, 3, 3);
   lua_getiuservalue(L, 1, UV_INDEX); /* 4 */
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, 4) == LUA_TNUMBER) {
-    i = (int)lua_tointeger(L, -1) - 1;
+  lua_getiuservalue(L, 1, UV_KEYS);  /* 5 */
+  if (ps->closed || !lua_istable(L, 4)) return luaL_error(L, "attempt to use a closed pollset");
+  if ((i = findkey(L, ps, 4, 5, 2)) >= 0) {
     if (ps->ents[i].dead) ps->ndead--;
   } else {
-    if ((err = grow(ps)) != 0) return uipc_fail(L, "pollset", err);
-    i = ps->n;
-    lua_getiuservalue(L, 1, UV_KEYS); /* may raise a memory error: nothing counted yet */
     lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, i + 1);
+    lua_rawseti(L, 5, ps->n + 1);
     lua_pushvalue(L, 2);
-    lua_pushinteger(L, i + 1);
+    lua_pushinteger(L, ps->n + 1);
     lua_rawset(L, 4);
-    ps->n++;
+    if (ps->closed) return luaL_error(L, "attempt to use a closed pollset");
+    if ((err = grow(ps)) != 0) return uipc_fail(L, "pollset", err);
+    i = ps->n++;
   }
   ps->fds[i].fd = fd;
   ps->fds[i].events = ev;
@@ -316,12 +344,11 @@ static int pset_remove(lua_State *L) {
   lua_settop(L, 2);
   lua_getiuservalue(L, 1, UV_INDEX); /* 3 */
   lua_getiuservalue(L, 1, UV_KEYS);  /* 4 */
-  lua_pushvalue(L, 2);
-  if (lua_isnil(L, 2) || lua_rawget(L, 3) != LUA_TNUMBER) {
+  if (lua_isnil(L, 2) || (i = findkey(L, ps, 3, 4, 2)) < 0) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  i = (int)lua_tointeger(L, -1) - 1;
+  /* from here on, only stores into existing entries: no allocation, no Lua code */
   last = ps->n - 1;
   if (ps->ents[i].dead) ps->ndead--;
   if (i != last) { /* the last entry fills the hole */
@@ -362,20 +389,25 @@ static int gone(const PollSet *ps, int i) {
 static int pset_wait(lua_State *L) {
   PollSet *ps = checkset(L);
   double timeout = uipc_optseconds(L, 2, "timeout");
-  struct pollfd *fds = ps->fds;
-  int n = ps->n, i, r, err = 0;
+  int i, r, err = 0;
   if (ps->ndead > 0) timeout = 0; /* they are ready: "n" */
-  if ((r = pollwait(fds, (nfds_t)n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
+  if ((r = pollwait(ps->fds, (nfds_t)ps->n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
   if (ps->ndead > 0)
-    for (i = 0; i < n; i++)
+    for (i = 0; i < ps->n; i++)
       if (ps->ents[i].dead) {
-        fds[i].revents = POLLNVAL;
+        ps->fds[i].revents = POLLNVAL;
         r++;
       }
   lua_settop(L, 1);
   lua_getiuservalue(L, 1, UV_KEYS); /* 2 */
   lua_createtable(L, 0, r);
-  for (i = 0; r > 0; i++, r--) { /* r entries have revents set */
+  /*
+   * r entries have revents set. The allocations below may run finalizers
+   * that use this set: its arrays and count are read afresh each time.
+   */
+  for (i = 0; r > 0; i++, r--) {
+    const struct pollfd *fds = ps->fds;
+    int n = ps->n;
     char buf[8];
     short re;
     while (i < n && fds[i].revents == 0) i++;

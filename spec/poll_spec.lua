@@ -535,6 +535,51 @@ describe("pollset", function()
     collectgarbage()
   end)
 
+  it("stays sound when finalizers add and remove keys in the middle of its calls", function()
+    -- a collector this eager runs finalizers inside wait()'s allocations
+    collectgarbage("incremental", 10, 1000, 0)
+    finally(function() collectgarbage("incremental", 200, 100, 13) end) -- Lua 5.4's defaults
+    local list = pairs_n(100)
+    local fds = {}
+    for i, p in ipairs(list) do
+      assert(p[2]:send("x")) -- every p[1] is ready
+      fds[i] = p[1]:fileno()
+    end
+    local ps = ipc.pollset()
+    for i = 1, 60 do ps:add(fds[i], "r") end
+    local n, inside, during = 0, false, 0
+    local mt = { __gc = function()
+      n = n + 1
+      if inside then during = during + 1 end
+      local fd = fds[n % 100 + 1]
+      if n % 2 == 0 then ps:add(fd, "r") else ps:remove(fd) end
+    end }
+    for _ = 1, 300 do
+      for _ = 1, 20 do setmetatable({}, mt) end
+      inside = true
+      local r = ps:wait(0)
+      inside = false
+      for k, v in pairs(r) do
+        assert.equal("integer", math.type(k))
+        assert.truthy(v == "r" or v == "rw", v)
+      end
+      ps:add(fds[n % 100 + 1], "rw")
+      ps:remove(fds[(n + 7) % 100 + 1])
+    end
+    assert.is_true(during > 0, "no finalizer ran inside wait()")
+    collectgarbage()
+    -- what the set holds is exactly what it reports
+    local r = ps:wait(0)
+    local count = 0
+    for _ in pairs(r) do count = count + 1 end
+    assert.equal(#ps, count)
+    for _, fd in ipairs(fds) do ps:remove(fd) end
+    assert.equal(0, #ps)
+    assert.same({}, ps:wait(0))
+    ps:close()
+    closeall(list)
+  end)
+
   it("rejects bad arguments", function()
     local r, w = ipc.pipe()
     local ps = ipc.pollset()
