@@ -31,7 +31,8 @@ enum { REF_NONE, REF_OBJ, REF_FILE };
 /* descriptor of a poll key (errors name argument argn): ours (checked
    first: the common case), an integer, an io file, or a foreign object; the
    messages are uipc_checkfd's. *kind and *ref say what owns it (may be NULL). */
-static int keyfdref(lua_State *L, int idx, int argn, int *kind, void **ref) {
+static inline __attribute__((always_inline)) int keyfdref(lua_State *L, int idx, int argn,
+                                                         int *kind, void **ref) {
   uipc_Fd *o = uipc_toobj(L, idx);
   luaL_Stream *p;
   lua_Integer fd;
