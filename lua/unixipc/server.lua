@@ -51,7 +51,7 @@ local OPTIONS = {
 }
 
 local function argerror(msg, ...)
-  error(fmt("bad argument #1 to 'run' (" .. msg .. ")", ...), 3)
+  error(fmt("bad argument #1 to 'run' (" .. msg .. ")", ...), 4)
 end
 
 local function callable(v)
@@ -498,9 +498,9 @@ local function run(opts)
     if name and name.path then S.unlink = name.path end
   end
   local ok, e = pcall(ipc.signalfd, { "CHLD", "TERM", "INT", "HUP" })
-  if not ok then
+  if not ok then -- another live bridge holds one of them: misuse
     release(S)
-    error(e, 2)
+    error("run: cannot take over CHLD, TERM, INT and HUP: " .. tostring(e), 2)
   end
   S.sig = e
   if S.mode == "shared" and opts.acceptlock ~= false and S.workers > 1 then
