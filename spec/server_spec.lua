@@ -324,6 +324,21 @@ describe("server.run", function()
     bridge:close()
   end)
 
+  it("an error in the supervisor (here: ready) stops the workers, then propagates", function()
+    local pids
+    local ok, err = pcall(server.run, { listen = "127.0.0.1:0", workers = 2, log = false, handler = hello,
+      ready = function(info)
+        pids = info.pids
+        error("ready failed")
+      end })
+    assert.is_false(ok)
+    assert.matches("ready failed", err)
+    assert.equal(2, #pids)
+    assert.is_true(allgone(pids))
+    local bridge = ipc.signalfd({ "CHLD", "TERM", "INT", "HUP" })
+    bridge:close()
+  end)
+
   it("raises when the signals it needs are bridged elsewhere, and leaves nothing behind", function()
     local mine = ipc.signalfd({ "HUP" })
     local ok, err = pcall(server.run, { listen = "127.0.0.1:0", workers = 1, handler = hello })

@@ -208,13 +208,25 @@ end
 
 -- ---- supervisor --------------------------------------------------------------
 
+-- one more failure for this slot: when to try again. Failures in a row
+-- double the delay from BACKOFF_MIN up to opts.backoff; a worker that had
+-- lived HEALTHY seconds starts the count afresh (and is replaced at once).
+local function backoff(S, slot, lived)
+  if lived and lived >= HEALTHY then slot.fails = 0 end
+  slot.fails = slot.fails + 1
+  local delay = 0
+  if slot.fails > 1 or not lived or lived < HEALTHY then
+    delay = BACKOFF_MIN * 2 ^ (slot.fails - 1)
+    if delay > S.backoff then delay = S.backoff end
+  end
+  slot.due = ipc.monotime() + delay
+  return delay
+end
+
 local function spawnslot(S, slot)
   local p, msg, err = ipc.spawn(workermain, S, slot.id)
   if not p then
-    slot.fails = slot.fails + 1
-    local delay = S.backoff == 0 and 0 or BACKOFF_MIN * 2 ^ (slot.fails - 1)
-    if delay > S.backoff then delay = S.backoff end
-    slot.due = ipc.monotime() + delay
+    local delay = backoff(S, slot)
     S.log(fmt("cannot start worker %d: %s (errno %s); retrying in %.2fs", slot.id, tostring(msg), tostring(err), delay))
     return false
   end
@@ -248,12 +260,7 @@ local function ended(S, slot, how, code)
     return
   end
   S.crashed = S.crashed + 1
-  if lived >= HEALTHY then slot.fails = 0 end
-  slot.fails = slot.fails + 1
-  local delay = S.backoff == 0 and 0 or BACKOFF_MIN * 2 ^ (slot.fails - 1)
-  if delay > S.backoff then delay = S.backoff end
-  if slot.fails == 1 and lived >= HEALTHY then delay = 0 end
-  slot.due = ipc.monotime() + delay
+  local delay = backoff(S, slot, lived)
   S.log(fmt("worker %d (pid %d) %s; restarting in %.2fs", slot.id, p.pid, describe(how, code), delay))
 end
 
@@ -513,8 +520,12 @@ local function run(opts)
   -- the listener is shared by every process that accepts on it: none of
   -- them may block in accept for a connection another one took
   srv:setnonblocking(true)
-  local okloop, lerr = xpcall(loop, traceback, S)
-  if not okloop then S.log("supervisor error: " .. tostring(lerr)) end
+  local trace
+  local okloop, lerr = xpcall(loop, function(e)
+    trace = traceback(tostring(e), 2)
+    return e
+  end, S)
+  if not okloop then S.log("supervisor error, stopping the workers: " .. trace) end
   local okstop, serr = pcall(shutdown, S)
   release(S)
   if not okloop then error(lerr, 0) end
