@@ -31,5 +31,6 @@ build = {
     ["unixipc"] = "lua/unixipc.lua",
     ["unixipc.net"] = "lua/unixipc/net.lua",
     ["unixipc.process"] = "lua/unixipc/process.lua",
+    ["unixipc.server"] = "lua/unixipc/server.lua",
   },
 }

@@ -294,6 +294,24 @@ describe("server.run", function()
     assert.is_true(allgone(info.pids))
   end)
 
+  it("workers exit on their own when the parent is killed", function()
+    for _, mode in ipairs({ "shared", "passfd" }) do
+      local p, info = start({ listen = "127.0.0.1:0", workers = 2, mode = mode, handler = hello })
+      assert(p:kill("KILL"))
+      p:wait()
+      p.chan:close()
+      -- orphans are reparented: gone, or a zombie of whoever reaps orphans here
+      local function ended(pid)
+        local f = io.open("/proc/" .. pid .. "/stat")
+        if not f then return true end
+        local state = f:read("l"):match("^%d+ %b() (%S)")
+        f:close()
+        return state == "Z" or state == "X"
+      end
+      assert.is_true(eventually(3, function() return ended(info.pids[1]) and ended(info.pids[2]) end))
+    end
+  end)
+
   it("serves on a listening socket it is given, and leaves it open", function()
     local p = assert(ipc.spawn(function(chan)
       local srv = assert(ipc.listen("127.0.0.1:0"))

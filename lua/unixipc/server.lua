@@ -27,8 +27,8 @@
 -- time; connections wait in the listen backlog while every worker is busy.
 local ipc = require "unixipc"
 
-local type, error, pcall, xpcall, tostring, pairs, ipairs, select =
-  type, error, pcall, xpcall, tostring, pairs, ipairs, select
+local type, error, pcall, xpcall, tostring, pairs, ipairs =
+  type, error, pcall, xpcall, tostring, pairs, ipairs
 local getmetatable = getmetatable
 local fmt, mtype, traceback = string.format, math.type, debug.traceback
 local remove = table.remove
