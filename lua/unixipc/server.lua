@@ -35,8 +35,12 @@ local remove = table.remove
 local stderr = io.stderr
 
 local errno = ipc.errno
-local EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED, EPROTO =
-  errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNABORTED, errno.EPROTO
+-- accept failures that only mean "nothing for you this time": another
+-- worker took the connection, or the client gave up before accept
+local TRANSIENT = {}
+for _, name in ipairs({ "EAGAIN", "EWOULDBLOCK", "EINTR", "ECONNABORTED", "EPROTO" }) do
+  if errno[name] then TRANSIENT[errno[name]] = true end
+end
 
 local HEALTHY = 1.0       -- a worker that lived this long resets its slot's backoff
 local BACKOFF_MIN = 0.1   -- first delay after a quick crash, doubled per crash
@@ -136,9 +140,7 @@ local function sleep(s) ipc.poll({}, s) end
 -- an accept failure that is not "someone else took it": log and breathe, so
 -- EMFILE and friends do not turn into a busy loop
 local function accepterror(S, msg, err)
-  if err == EAGAIN or err == EWOULDBLOCK or err == EINTR or err == ECONNABORTED or err == EPROTO then
-    return
-  end
+  if TRANSIENT[err] then return end
   S.log(fmt("accept failed in worker %d: %s", ipc.getpid(), tostring(msg)))
   sleep(0.05)
 end
@@ -227,7 +229,8 @@ local function spawnslot(S, slot)
   local p, msg, err = ipc.spawn(workermain, S, slot.id)
   if not p then
     local delay = backoff(S, slot)
-    S.log(fmt("cannot start worker %d: %s (errno %s); retrying in %.2fs", slot.id, tostring(msg), tostring(err), delay))
+    S.log(fmt("cannot start worker %d: %s (errno %s); retrying in %.2fs",
+      slot.id, tostring(msg), tostring(err), delay))
     return false
   end
   slot.proc, slot.chan, slot.started, slot.due = p, p.chan, ipc.monotime(), nil
@@ -318,10 +321,10 @@ end
 local function acceptall(S)
   local srv = S.listener
   while #S.pending < #S.idleq do
-    local conn, _, err = srv:accept()
+    local conn, msg, err = srv:accept()
     if not conn then
-      if err ~= EAGAIN and err ~= EWOULDBLOCK and err ~= EINTR and err ~= ECONNABORTED and err ~= EPROTO then
-        S.log("accept failed: " .. tostring(_))
+      if not TRANSIENT[err] then -- EMFILE and friends: log, and do not spin on them
+        S.log("accept failed: " .. tostring(msg))
         S.acceptpause = ipc.monotime() + 0.05
       end
       break
