@@ -88,16 +88,18 @@ encode = function(v, depth)
     nout = at
     for k, x in next, v do
       count = count + 1
-      -- string keys and plain values inline: one call less each
-      s = type(k) == "string" and strenc[k]
+      -- cached keys and values inline, without a call. A key is never a
+      -- float with an integer value (Lua turns those into integers), so
+      -- intenc[k] is right for keys; a value 1.0 is, so values check mtype.
+      s = strenc[k] or intenc[k]
       if s then nout = nout + 1; out[nout] = s else encode(k, d) end
-      t = type(x)
-      if t == "boolean" then
-        nout = nout + 1; out[nout] = x and "\2" or "\1"
-      else
-        s = (t == "string" and strenc[x]) or (mtype(x) == "integer" and intenc[x])
-        if s then nout = nout + 1; out[nout] = s else encode(x, d) end
+      s = strenc[x]
+      if not s then
+        if x == true then s = "\2"
+        elseif x == false then s = "\1"
+        elseif mtype(x) == "integer" then s = intenc[x] end
       end
+      if s then nout = nout + 1; out[nout] = s else encode(x, d) end
     end
     path[v] = nil
     out[at] = tblenc[count] or pack("<BI4", 6, count)
@@ -125,58 +127,83 @@ local function encodeall(v)
   return body
 end
 
+-- The decoder reads each value's payload together with the tag of the value
+-- after it, in one string.unpack: decode(s, tag, pos, depth) takes a tag
+-- already read (pos just past it) and returns the value, the next tag and
+-- the position past that tag. The body gets a sentinel byte so the last
+-- value has a "next tag" too (decodeall checks it is the one read last).
+--
+-- A table of up to 16 pairs is made with its final size (a constructor
+-- with nil fields: array part when the first key is an integer, else hash
+-- part) instead of growing through rehashes.
+local ANEW, HNEW = {}, {}
+for n = 1, 16 do
+  local a, h = {}, {}
+  for i = 1, n do a[i], h[i] = "nil", "k" .. i .. "=nil" end
+  ANEW[n] = load("return function() return {" .. concat(a, ",") .. "} end", "=channel", "t", {})()
+  HNEW[n] = load("return function() return {" .. concat(h, ",") .. "} end", "=channel", "t", {})()
+end
+
 local decode
-decode = function(s, pos, depth)
-  local tag = byte(s, pos)
+decode = function(s, tag, pos, depth)
   if tag == 6 then
     if depth >= MAXDEPTH then error("tables nested too deeply", 0) end
     local count
-    count, pos = unpack("<I4", s, pos + 1)
+    count, tag, pos = unpack("<I4B", s, pos)
     if count * 2 > #s - pos + 1 then error("table count beyond the frame", 0) end
-    local t, d = {}, depth + 1
+    local new = (tag == 3 and ANEW or HNEW)[count]
+    local t, d = new and new() or {}, depth + 1
     for _ = 1, count do
       local k, v
-      -- string and integer keys, plain values inline: one call less each
-      tag = byte(s, pos)
+      -- string and integer keys, plain values inline: no call of their own
       if tag == 5 then
-        k, pos = unpack("<s4", s, pos + 1)
+        k, tag, pos = unpack("<s4B", s, pos)
       elseif tag == 3 then
-        k, pos = unpack("<j", s, pos + 1)
+        k, tag, pos = unpack("<jB", s, pos)
       else
-        k, pos = decode(s, pos, d)
+        k, tag, pos = decode(s, tag, pos, d)
         if k == nil or k ~= k then error("invalid table key", 0) end
       end
-      tag = byte(s, pos)
       if tag == 3 then
-        v, pos = unpack("<j", s, pos + 1)
+        v, tag, pos = unpack("<jB", s, pos)
       elseif tag == 5 then
-        v, pos = unpack("<s4", s, pos + 1)
+        v, tag, pos = unpack("<s4B", s, pos)
       elseif tag == 2 then
-        v, pos = true, pos + 1
+        v, tag, pos = true, byte(s, pos), pos + 1
       elseif tag == 1 then
-        v, pos = false, pos + 1
+        v, tag, pos = false, byte(s, pos), pos + 1
       else
-        v, pos = decode(s, pos, d)
+        v, tag, pos = decode(s, tag, pos, d)
         if v == nil then error("invalid table entry", 0) end
       end
       if t[k] ~= nil then error("invalid table entry", 0) end
       t[k] = v
     end
-    return t, pos
+    return t, tag, pos
   elseif tag == 5 then
-    return unpack("<s4", s, pos + 1)
+    return unpack("<s4B", s, pos)
   elseif tag == 3 then
-    return unpack("<j", s, pos + 1)
+    return unpack("<jB", s, pos)
   elseif tag == 4 then
-    return unpack("<d", s, pos + 1)
+    return unpack("<dB", s, pos)
   elseif tag == 2 then
-    return true, pos + 1
+    return true, byte(s, pos), pos + 1
   elseif tag == 1 then
-    return false, pos + 1
+    return false, byte(s, pos), pos + 1
   elseif tag == 0 then
-    return nil, pos + 1
+    return nil, byte(s, pos), pos + 1
   end
   error(tag and format("unknown value tag %d", tag) or "value cut short", 0)
+end
+
+-- body -> value; raises (message without position) for a malformed body
+local function decodeall(body)
+  local len = #body
+  if len == 0 then error("value cut short", 0) end
+  local s = body .. "\0"
+  local v, _, pos = decode(s, byte(s, 1), 2, 0)
+  if pos ~= len + 2 then error(pos < len + 2 and "trailing bytes" or "value cut short", 0) end
+  return v
 end
 
 -- ---- channel -------------------------------------------------------------
@@ -332,14 +359,10 @@ local function finish(self, body, fds, nfds)
     closefds(fds)
     return fail(self, format("frame announced %d descriptors but %d came with it", nfds, nr))
   end
-  local ok, value, pos = pcall(decode, body, 1, 0)
+  local ok, value = pcall(decodeall, body)
   if not ok then
     closefds(fds)
     return fail(self, "malformed frame (" .. tostring(value) .. ")")
-  end
-  if pos ~= #body + 1 then
-    closefds(fds)
-    return fail(self, "malformed frame (trailing bytes)")
   end
   return value, fds
 end
