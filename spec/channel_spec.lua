@@ -321,6 +321,69 @@ describe("channel", function()
     w:close()
   end)
 
+  it("keeps a frame whose body comes after its header", function()
+    local a, b = ipc.socketpair()
+    local ch = ipc.channel(b)
+    local r, w = ipc.pipe()
+    local raw = frame(1, pack("<Bs4", 5, "later"))
+    assert(a:sendmsg{ data = raw:sub(1, 6), fds = { r } }) -- the header alone
+    assert.is_true(ch:settimeout(0.05))
+    assert.same({ nil, "timeout", ipc.errno.ETIMEDOUT }, { ch:recv() })
+    a:send(raw:sub(7, 9))
+    assert.same({ nil, "timeout", ipc.errno.ETIMEDOUT }, { ch:recv() })
+    a:send(raw:sub(10))
+    local v, fds = ch:recv()
+    assert.equal("later", v)
+    assert.equal(1, #fds)
+    closeall(fds)
+    -- a header, then the end of the stream
+    a:send(raw:sub(1, 6))
+    a:close()
+    local v2, msg, err = ch:recv()
+    assert.is_nil(v2)
+    assert.equal("channel: end of stream in the middle of a frame", msg)
+    assert.equal(ipc.errno.EPROTO, err)
+    assert.is_nil(ch.sock)
+    ch:close()
+    r:close()
+    w:close()
+  end)
+
+  it("sends a table again after an encoding of it raised", function()
+    local a, b = ipc.socketpair()
+    local ca, cb = ipc.channel(a), ipc.channel(b)
+    local t = { { 1 }, { print } }
+    assert.error_matches(function() ca:send(t) end, "cannot send a function")
+    t[2] = "fine now" -- t was being encoded when it raised: no cycle now
+    assert(ca:send(t))
+    assert.same({ { 1 }, "fine now" }, (cb:recv()))
+    ca:close()
+    cb:close()
+  end)
+
+  it("round-trips values beyond the encoder's caches and tables of every small size", function()
+    local a, b = ipc.socketpair()
+    local ca, cb = ipc.channel(a), ipc.channel(b)
+    local v = { sizes = {}, keyed = {} }
+    for i = 1, 5000 do v["key" .. i] = i * 37 - 100000 end -- more strings and integers than cached
+    for n = 0, 20 do
+      local arr, rec = {}, {}
+      for i = 1, n do arr[i], rec["f" .. i] = i + 0.5, i % 2 == 0 end
+      v.sizes[n + 1], v.keyed[n + 1] = arr, rec
+    end
+    v.sparse = { [1] = "a", [100] = "b", [-3] = "c", [2 ^ 40] = 1.0, x = 3 }
+    v.floats = { 1.0, -0.0, 2 ^ 63, 1e300 }
+    for _ = 1, 2 do -- twice: the second time from the caches
+      assert(ca:send(v))
+      local got = cb:recv()
+      assert.is_true(same(v, got))
+      assert.equal("float", math.type(got.floats[1]))
+      assert.equal("integer", math.type(got.key1))
+    end
+    ca:close()
+    cb:close()
+  end)
+
   it("finishes a started frame, or closes the channel when a timeout cuts it", function()
     local big = string.rep("z", 1 << 20)
     -- a timeout in the middle of a frame: the frame cannot be taken back
