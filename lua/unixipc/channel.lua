@@ -131,11 +131,14 @@ end
 -- after it, in one string.unpack: decode(s, tag, pos, depth) takes a tag
 -- already read (pos just past it) and returns the value, the next tag and
 -- the position past that tag. The body gets a sentinel byte so the last
--- value has a "next tag" too (decodeall checks it is the one read last).
+-- value has a "next tag" too (decodeall checks it is the one read last),
+-- and padding after it, so that a table's pair can be read in one unpack
+-- that guesses an integer value and drops the guess when it is not one.
 --
 -- A table of up to 16 pairs is made with its final size (a constructor
 -- with nil fields: array part when the first key is an integer, else hash
 -- part) instead of growing through rehashes.
+local PAD = string.rep("\0", 16) -- sentinel + at least 9 bytes (a guessed "jB")
 local ANEW, HNEW = {}, {}
 for n = 1, 16 do
   local a, h = {}, {}
@@ -150,31 +153,40 @@ decode = function(s, tag, pos, depth)
     if depth >= MAXDEPTH then error("tables nested too deeply", 0) end
     local count
     count, tag, pos = unpack("<I4B", s, pos)
-    if count * 2 > #s - pos + 1 then error("table count beyond the frame", 0) end
+    -- every pair takes 2 bytes at least (pos is past the first key's tag)
+    if count * 2 > #s - #PAD - pos + 2 then error("table count beyond the frame", 0) end
     local new = (tag == 3 and ANEW or HNEW)[count]
     local t, d = new and new() or {}, depth + 1
     for _ = 1, count do
-      local k, v
-      -- string and integer keys, plain values inline: no call of their own
-      if tag == 5 then
-        k, tag, pos = unpack("<s4B", s, pos)
-      elseif tag == 3 then
-        k, tag, pos = unpack("<jB", s, pos)
+      local k, v, x, y, p
+      if tag == 5 or tag == 3 then
+        -- the key, the value's tag, and the value guessed to be an integer
+        -- with the tag after it
+        if tag == 5 then
+          k, tag, x, y, p = unpack("<s4BjB", s, pos)
+        else
+          k, tag, x, y, p = unpack("<jBjB", s, pos)
+        end
+        if tag == 3 then
+          v, tag, pos = x, y, p
+        elseif tag == 2 or tag == 1 then -- no payload: x's first byte is the next tag
+          v, tag, pos = tag == 2, x & 0xFF, p - 8
+        else
+          pos = p - 9
+        end
       else
         k, tag, pos = decode(s, tag, pos, d)
         if k == nil or k ~= k then error("invalid table key", 0) end
       end
-      if tag == 3 then
-        v, tag, pos = unpack("<jB", s, pos)
-      elseif tag == 5 then
-        v, tag, pos = unpack("<s4B", s, pos)
-      elseif tag == 2 then
-        v, tag, pos = true, byte(s, pos), pos + 1
-      elseif tag == 1 then
-        v, tag, pos = false, byte(s, pos), pos + 1
-      else
-        v, tag, pos = decode(s, tag, pos, d)
-        if v == nil then error("invalid table entry", 0) end
+      if v == nil then
+        if tag == 5 then
+          v, tag, pos = unpack("<s4B", s, pos)
+        elseif tag == 3 then
+          v, tag, pos = unpack("<jB", s, pos)
+        else
+          v, tag, pos = decode(s, tag, pos, d)
+          if v == nil then error("invalid table entry", 0) end
+        end
       end
       if t[k] ~= nil then error("invalid table entry", 0) end
       t[k] = v
@@ -200,13 +212,18 @@ end
 local function decodeall(body)
   local len = #body
   if len == 0 then error("value cut short", 0) end
-  local s = body .. "\0"
+  local s = body .. PAD
   local v, _, pos = decode(s, byte(s, 1), 2, 0)
   if pos ~= len + 2 then error(pos < len + 2 and "trailing bytes" or "value cut short", 0) end
   return v
 end
 
 -- ---- channel -------------------------------------------------------------
+
+-- headers of frames without descriptors and of at most HCACHE body bytes,
+-- packed or unpacked once: body length -> header, header -> body length
+local HCACHE = 4096
+local hdrenc, hdrlen = {}, {}
 
 local Channel = {}
 Channel.__index = Channel
@@ -283,7 +300,12 @@ function Channel:send(value, fds)
   end
   -- the frame's descriptors go with its first bytes; on seqpacket a frame
   -- goes out in records of at most RECORD bytes
-  local frame = pack(HEADER, MAGIC, nf, len) .. body
+  local head = nf == 0 and hdrenc[len]
+  if not head then
+    head = pack(HEADER, MAGIC, nf, len)
+    if nf == 0 and len <= HCACHE then hdrenc[len], hdrlen[head] = head, len end
+  end
+  local frame = head .. body
   local first, split = frame, false
   if self.seq and len > RECORD - HLEN then first, split = sub(frame, 1, RECORD), true end
   local sent, msg, err
@@ -381,7 +403,13 @@ function Channel:recv()
     if not data then return nil, fds, info end -- nothing of a frame was read
     local nd, nr = #data, #fds
     if nd >= HLEN and not info.ctruncated and not info.truncated then
-      local magic, nfds, len = unpack(HEADER, data)
+      local magic, nfds, len = MAGIC, 0, nd == HLEN and hdrlen[data]
+      if not len then
+        magic, nfds, len = unpack(HEADER, data)
+        if magic == MAGIC and nfds == 0 and len <= HCACHE and nd == HLEN then
+          hdrenc[len], hdrlen[data] = data, len
+        end
+      end
       if magic == MAGIC and nfds == nr and nfds <= self.maxfds and len <= self.maxsize then
         if seq then
           if nd == HLEN + len then return finish(self, sub(data, HLEN + 1), fds, nfds) end
