@@ -131,14 +131,11 @@ end
 -- after it, in one string.unpack: decode(s, tag, pos, depth) takes a tag
 -- already read (pos just past it) and returns the value, the next tag and
 -- the position past that tag. The body gets a sentinel byte so the last
--- value has a "next tag" too (decodeall checks it is the one read last),
--- and padding after it, so that a table's pair can be read in one unpack
--- that guesses an integer value and drops the guess when it is not one.
+-- value has a "next tag" too (decodeall checks it is the one read last).
 --
 -- A table of up to 16 pairs is made with its final size (a constructor
 -- with nil fields: array part when the first key is an integer, else hash
 -- part) instead of growing through rehashes.
-local PAD = string.rep("\0", 16) -- sentinel + at least 9 bytes (a guessed "jB")
 local ANEW, HNEW = {}, {}
 for n = 1, 16 do
   local a, h = {}, {}
@@ -153,40 +150,31 @@ decode = function(s, tag, pos, depth)
     if depth >= MAXDEPTH then error("tables nested too deeply", 0) end
     local count
     count, tag, pos = unpack("<I4B", s, pos)
-    -- every pair takes 2 bytes at least (pos is past the first key's tag)
-    if count * 2 > #s - #PAD - pos + 2 then error("table count beyond the frame", 0) end
+    if count * 2 > #s - pos + 1 then error("table count beyond the frame", 0) end
     local new = (tag == 3 and ANEW or HNEW)[count]
     local t, d = new and new() or {}, depth + 1
     for _ = 1, count do
-      local k, v, x, y, p
-      if tag == 5 or tag == 3 then
-        -- the key, the value's tag, and the value guessed to be an integer
-        -- with the tag after it
-        if tag == 5 then
-          k, tag, x, y, p = unpack("<s4BjB", s, pos)
-        else
-          k, tag, x, y, p = unpack("<jBjB", s, pos)
-        end
-        if tag == 3 then
-          v, tag, pos = x, y, p
-        elseif tag == 2 or tag == 1 then -- no payload: x's first byte is the next tag
-          v, tag, pos = tag == 2, x & 0xFF, p - 8
-        else
-          pos = p - 9
-        end
+      local k, v
+      -- string and integer keys, plain values inline: no call of their own
+      if tag == 5 then
+        k, tag, pos = unpack("<s4B", s, pos)
+      elseif tag == 3 then
+        k, tag, pos = unpack("<jB", s, pos)
       else
         k, tag, pos = decode(s, tag, pos, d)
         if k == nil or k ~= k then error("invalid table key", 0) end
       end
-      if v == nil then
-        if tag == 5 then
-          v, tag, pos = unpack("<s4B", s, pos)
-        elseif tag == 3 then
-          v, tag, pos = unpack("<jB", s, pos)
-        else
-          v, tag, pos = decode(s, tag, pos, d)
-          if v == nil then error("invalid table entry", 0) end
-        end
+      if tag == 3 then
+        v, tag, pos = unpack("<jB", s, pos)
+      elseif tag == 5 then
+        v, tag, pos = unpack("<s4B", s, pos)
+      elseif tag == 2 then
+        v, tag, pos = true, byte(s, pos), pos + 1
+      elseif tag == 1 then
+        v, tag, pos = false, byte(s, pos), pos + 1
+      else
+        v, tag, pos = decode(s, tag, pos, d)
+        if v == nil then error("invalid table entry", 0) end
       end
       if t[k] ~= nil then error("invalid table entry", 0) end
       t[k] = v
@@ -212,7 +200,7 @@ end
 local function decodeall(body)
   local len = #body
   if len == 0 then error("value cut short", 0) end
-  local s = body .. PAD
+  local s = body .. "\0"
   local v, _, pos = decode(s, byte(s, 1), 2, 0)
   if pos ~= len + 2 then error(pos < len + 2 and "trailing bytes" or "value cut short", 0) end
   return v
