@@ -43,6 +43,12 @@ local STRMAX, STRCACHE = 40, 4096    -- cache strings up to 40 bytes, 4096 of th
 local INTLO, INTHI = -1024, 65535    -- integers cached in this range
 local OUTKEEP, OUTKEEPLEN = 256, 4096 -- a bigger encoding gets a new list
 
+-- the wire format is little-endian: on a little-endian machine the formats
+-- leave out "<" (string.pack and unpack then parse one option less a call)
+local LE = pack("=I4", 1) == pack("<I4", 1)
+local BS4, BJ, BD = "Bs4", "Bj", "Bd"
+if not LE then BS4, BJ, BD = "<Bs4", "<Bj", "<Bd" end
+
 local strenc, nstrenc = {}, 0
 local intenc = {}
 local tblenc = {}
@@ -64,7 +70,7 @@ encode = function(v, depth)
   if t == "string" then
     s = strenc[v]
     if not s then
-      s = pack("<Bs4", 5, v)
+      s = pack(BS4, 5, v)
       if #v <= STRMAX then
         if nstrenc >= STRCACHE then strenc, nstrenc = {}, 0 end
         strenc[v], nstrenc = s, nstrenc + 1
@@ -74,11 +80,11 @@ encode = function(v, depth)
     if mtype(v) == "integer" then
       s = intenc[v]
       if not s then
-        s = pack("<Bj", 3, v)
+        s = pack(BJ, 3, v)
         if v >= INTLO and v <= INTHI then intenc[v] = s end
       end
     else
-      s = pack("<Bd", 4, v)
+      s = pack(BD, 4, v)
     end
   elseif t == "table" then
     if path[v] then bad("cannot send a table that contains itself (cycle)", depth) end
@@ -158,12 +164,15 @@ for n = 1, 16 do
   HNEW[n] = load("return function() return {" .. concat(h, ",") .. "} end", "=channel", "t", {})()
 end
 
+local S4B, JB, DB, I4B = "s4B", "jB", "dB", "I4B"
+if not LE then S4B, JB, DB, I4B = "<s4B", "<jB", "<dB", "<I4B" end
+
 local decode
 decode = function(s, tag, pos, depth)
   if tag == 6 then
     if depth >= MAXDEPTH then error("tables nested too deeply", 0) end
     local count
-    count, tag, pos = unpack("<I4B", s, pos)
+    count, tag, pos = unpack(I4B, s, pos)
     if count * 2 > #s - pos + 1 then error("table count beyond the frame", 0) end
     local new = (tag == 3 and ANEW or HNEW)[count]
     local t, d = new and new() or {}, depth + 1
@@ -171,17 +180,17 @@ decode = function(s, tag, pos, depth)
       local k, v
       -- string and integer keys, plain values inline: no call of their own
       if tag == 5 then
-        k, tag, pos = unpack("<s4B", s, pos)
+        k, tag, pos = unpack(S4B, s, pos)
       elseif tag == 3 then
-        k, tag, pos = unpack("<jB", s, pos)
+        k, tag, pos = unpack(JB, s, pos)
       else
         k, tag, pos = decode(s, tag, pos, d)
         if k == nil or k ~= k then error("invalid table key", 0) end
       end
       if tag == 3 then
-        v, tag, pos = unpack("<jB", s, pos)
+        v, tag, pos = unpack(JB, s, pos)
       elseif tag == 5 then
-        v, tag, pos = unpack("<s4B", s, pos)
+        v, tag, pos = unpack(S4B, s, pos)
       elseif tag == 2 then
         v, tag, pos = true, byte(s, pos), pos + 1
       elseif tag == 1 then
@@ -195,11 +204,11 @@ decode = function(s, tag, pos, depth)
     end
     return t, tag, pos
   elseif tag == 5 then
-    return unpack("<s4B", s, pos)
+    return unpack(S4B, s, pos)
   elseif tag == 3 then
-    return unpack("<jB", s, pos)
+    return unpack(JB, s, pos)
   elseif tag == 4 then
-    return unpack("<dB", s, pos)
+    return unpack(DB, s, pos)
   elseif tag == 2 then
     return true, byte(s, pos), pos + 1
   elseif tag == 1 then
