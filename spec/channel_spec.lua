@@ -196,6 +196,12 @@ describe("channel", function()
     for _, c in ipairs(cases) do
       assert.error_matches(function() ch:send(c[1]) end, "bad argument #1 to 'send' %(.*" .. c[2])
     end
+    -- raised at the caller of send, however deep the value was
+    for _, v in ipairs { print, { { { print } } }, cyc } do
+      local ok, err = pcall(function() ch:send(v) end)
+      assert.is_false(ok)
+      assert.matches("^[^:]*channel_spec.lua:%d+: bad argument #1 to 'send'", err)
+    end
     local r, w = ipc.pipe()
     assert.error_matches(function() ch:send("x", r) end, "fds must be a list")
     assert.error_matches(function() ch:send("x", { "nope" }) end, "fds%[1%]")

@@ -33,7 +33,7 @@ local EPROTO, EMSGSIZE, EINVAL, EAGAIN = errno.EPROTO, errno.EMSGSIZE, errno.EIN
 -- (<s4), 6 table (<I4 pair count, then key, value, ...)
 --
 -- The encoder appends one piece per value to a module-level list (out,
--- nout) and concatenates it once. Encoding never calls user code and never
+-- n) and concatenates it once. Encoding never calls user code and never
 -- yields, so one list serves every channel. Pieces for the common values
 -- are cached: short strings (keys, mostly), small integers, table headers
 -- of small counts. A table's header is a placeholder filled after its pairs
@@ -54,7 +54,7 @@ local intenc = {}
 local tblenc = {}
 for i = 0, 255 do tblenc[i] = pack("<BI4", 6, i) end
 
-local out, nout = {}, 0
+local out = {}
 local path = {}      -- tables being encoded (cycle check)
 local busy = false   -- an encoding raised: path must be emptied
 
@@ -65,7 +65,7 @@ local function bad(msg, depth)
 end
 
 local encode
-encode = function(v, depth)
+encode = function(v, n, depth) -- appends v's pieces after out[n], returns the new n
   local t, s = type(v)
   if t == "string" then
     s = strenc[v]
@@ -90,26 +90,27 @@ encode = function(v, depth)
     if path[v] then bad("cannot send a table that contains itself (cycle)", depth) end
     if depth >= MAXDEPTH then bad(format("tables nested deeper than %d", MAXDEPTH), depth) end
     path[v] = true
-    local at, count, d = nout + 1, 0, depth + 1
-    nout = at
+    local o, se, ie = out, strenc, intenc
+    local at, count, d = n + 1, 0, depth + 1
+    n = at
     for k, x in next, v do
       count = count + 1
       -- cached keys and values inline, without a call. A key is never a
       -- float with an integer value (Lua turns those into integers), so
       -- intenc[k] is right for keys; a value 1.0 is, so values check mtype.
-      s = strenc[k] or intenc[k]
-      if s then nout = nout + 1; out[nout] = s else encode(k, d) end
-      s = strenc[x]
+      s = se[k] or ie[k]
+      if s then n = n + 1; o[n] = s else n = encode(k, n, d) end
+      s = se[x]
       if not s then
         if x == true then s = "\2"
         elseif x == false then s = "\1"
-        elseif mtype(x) == "integer" then s = intenc[x] end
+        elseif mtype(x) == "integer" then s = ie[x] end
       end
-      if s then nout = nout + 1; out[nout] = s else encode(x, d) end
+      if s then n = n + 1; o[n] = s else n = encode(x, n, d) end
     end
     path[v] = nil
-    out[at] = tblenc[count] or pack("<BI4", 6, count)
-    return
+    o[at] = tblenc[count] or pack("<BI4", 6, count)
+    return n
   elseif t == "boolean" then
     s = v and "\2" or "\1"
   elseif t == "nil" then
@@ -117,8 +118,9 @@ encode = function(v, depth)
   else
     bad("cannot send a " .. t, depth)
   end
-  nout = nout + 1
-  out[nout] = s
+  n = n + 1
+  out[n] = s
+  return n
 end
 
 -- value -> body string; raises for what cannot be sent (at send's caller)
@@ -135,10 +137,9 @@ end })
 
 local function encodeall(v)
   if busy then path = {} end
-  busy, nout = true, 0
-  encode(v, 0)
+  busy = true
+  local n = encode(v, 0, 0)
   busy = false
-  local n = nout
   local body
   if n == 1 then body = out[1]
   elseif n <= CATMAX then body = CAT[n](out)
@@ -151,7 +152,7 @@ end
 -- after it, in one string.unpack: decode(s, tag, pos, depth) takes a tag
 -- already read (pos just past it) and returns the value, the next tag and
 -- the position past that tag. The body gets a sentinel byte so the last
--- value has a "next tag" too (decodeall checks it is the one read last).
+-- value has a "next tag" too (finish checks it is the one read last).
 --
 -- A table of up to 16 pairs is made with its final size (a constructor
 -- with nil fields: array part when the first key is an integer, else hash
@@ -217,16 +218,6 @@ decode = function(s, tag, pos, depth)
     return nil, byte(s, pos), pos + 1
   end
   error(tag and format("unknown value tag %d", tag) or "value cut short", 0)
-end
-
--- body -> value; raises (message without position) for a malformed body
-local function decodeall(body)
-  local len = #body
-  if len == 0 then error("value cut short", 0) end
-  local s = body .. "\0"
-  local v, _, pos = decode(s, byte(s, 1), 2, 0)
-  if pos ~= len + 2 then error(pos < len + 2 and "trailing bytes" or "value cut short", 0) end
-  return v
 end
 
 -- ---- channel -------------------------------------------------------------
@@ -392,10 +383,15 @@ local function finish(self, body, fds, nfds)
     closefds(fds)
     return fail(self, format("frame announced %d descriptors but %d came with it", nfds, nr))
   end
-  local ok, value = pcall(decodeall, body)
-  if not ok then
+  -- decode after a sentinel (the last value's "next tag"); a malformed
+  -- body raises, in decode or in string.unpack reading past its end
+  local len = #body
+  local s = body .. "\0"
+  local ok, value, _, pos = pcall(decode, s, byte(s, 1), 2, 0)
+  if not ok or pos ~= len + 2 or len == 0 then
     closefds(fds)
-    return fail(self, "malformed frame (" .. tostring(value) .. ")")
+    local why = not ok and tostring(value) or (len == 0 or pos > len + 2) and "value cut short" or "trailing bytes"
+    return fail(self, "malformed frame (" .. why .. ")")
   end
   return value, fds
 end
