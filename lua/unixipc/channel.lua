@@ -40,7 +40,7 @@ local EPROTO, EMSGSIZE, EINVAL, EAGAIN = errno.EPROTO, errno.EMSGSIZE, errno.EIN
 -- are encoded, so its pairs are walked once.
 
 local STRMAX, STRCACHE = 40, 4096    -- cache strings up to 40 bytes, 4096 of them
-local INTLO, INTHI = -1024, 65535    -- integers cached in this range
+local INTLO, INTHI = -1024, 4095     -- integers cached in this range
 local OUTKEEP, OUTKEEPLEN = 256, 4096 -- a bigger encoding gets a new list
 
 -- the wire format is little-endian: on a little-endian machine the formats
