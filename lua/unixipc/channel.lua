@@ -12,7 +12,7 @@ local core = require "unixipc.core"
 local type, error, pcall, next = type, error, pcall, next
 local setmetatable, getmetatable, tostring = setmetatable, getmetatable, tostring
 local pack, unpack, byte, sub, format = string.pack, string.unpack, string.byte, string.sub, string.format
-local concat, tunpack = table.concat, table.unpack
+local concat = table.concat
 local mtype = math.type
 
 local MAGIC = 0xA5
@@ -56,7 +56,7 @@ for i = 0, 255 do tblenc[i] = pack("<BI4", 6, i) end
 
 local out = {}
 local path = {}      -- tables being encoded (cycle check)
-local busy = false   -- an encoding raised: path must be emptied
+local busy = false   -- true while encoding: still true after one raised
 
 -- raises "bad argument #1 to 'send' (...)" at the caller of send: bad is
 -- called from encode at depth, depth + 2 levels below encodeall, 4 below send
@@ -136,7 +136,7 @@ local CAT = setmetatable({}, { __index = function(cat, n)
 end })
 
 local function encodeall(v)
-  if busy then path = {} end
+  if busy then path, out = {}, {} end -- an earlier encoding raised half-way
   busy = true
   local n = encode(v, 0, 0)
   busy = false
