@@ -378,12 +378,14 @@ describe("channel", function()
       v.sizes[n + 1], v.keyed[n + 1] = arr, rec
     end
     v.sparse = { [1] = "a", [100] = "b", [-3] = "c", [2 ^ 40] = 1.0, x = 3 }
-    v.floats = { 1.0, -0.0, 2 ^ 63, 1e300 }
+    v.floats = { 1.0, -0.0, 2 ^ 63, 1e300, -3.0, 4095.0, -1024.0 }
+    v.ints = { 1, 0, -3, 4095, -1024, 4096, -1025, math.maxinteger, math.mininteger }
     for _ = 1, 2 do -- twice: the second time from the caches
       assert(ca:send(v))
       local got = cb:recv()
       assert.is_true(same(v, got))
-      assert.equal("float", math.type(got.floats[1]))
+      for i = 1, #v.floats do assert.equal("float", math.type(got.floats[i])) end
+      for i = 1, #v.ints do assert.equal("integer", math.type(got.ints[i])) end
       assert.equal("integer", math.type(got.key1))
     end
     ca:close()

@@ -13,7 +13,7 @@ local type, error, pcall, next = type, error, pcall, next
 local setmetatable, getmetatable, tostring = setmetatable, getmetatable, tostring
 local pack, unpack, byte, sub, format = string.pack, string.unpack, string.byte, string.sub, string.format
 local concat = table.concat
-local mtype = math.type
+local mtype, MININT = math.type, math.mininteger
 
 local MAGIC = 0xA5
 local HEADER = "<BBI4"   -- magic, number of descriptors, body length
@@ -104,7 +104,13 @@ encode = function(v, n, depth) -- appends v's pieces after out[n], returns the n
       if not s then
         if x == true then s = "\2"
         elseif x == false then s = "\1"
-        elseif mtype(x) == "integer" then s = ie[x] end
+        else
+          -- an integer, or a float with an integer value (1.0 finds 1's
+          -- piece). Told apart without a call: integer arithmetic wraps
+          -- around, float arithmetic does not.
+          s = ie[x]
+          if s and (x >= 0 and x - MININT >= 0 or x < 0 and x + MININT <= 0) then s = nil end
+        end
       end
       if s then n = n + 1; o[n] = s else n = encode(x, n, d) end
     end
