@@ -58,8 +58,9 @@ local out = {}
 local path = {}      -- tables being encoded (cycle check)
 local busy = false   -- true while encoding: still true after one raised
 
--- raises "bad argument #1 to 'send' (...)" at the caller of send: bad is
--- called from encode at depth, depth + 2 levels below encodeall, 4 below send
+-- raises "bad argument #1 to 'send' (...)" at the caller of send, without
+-- a pcall around the encoder. Levels seen from bad: 2 the encode call at
+-- depth, 2 + depth the top one, then encodeall, send, and send's caller.
 local function bad(msg, depth)
   error("bad argument #1 to 'send' (" .. msg .. ")", depth + 5)
 end
