@@ -232,6 +232,7 @@ end
 -- headers of frames without descriptors and of at most HCACHE body bytes,
 -- packed or unpacked once: body length -> header, header -> body length
 local HCACHE = 4096
+local JOIN = 16384 -- a frame with a body up to this is joined and sent in one piece
 local hdrenc, hdrlen = {}, {}
 
 local Channel = {}
@@ -314,21 +315,32 @@ function Channel:send(value, fds)
     head = pack(HEADER, MAGIC, nf, len)
     if nf == 0 and len <= HCACHE then hdrenc[len], hdrlen[head] = head, len end
   end
-  local frame = head .. body
-  local first, split = frame, false
-  if self.seq and len > RECORD - HLEN then first, split = sub(frame, 1, RECORD), true end
   local sent, msg, err
-  if nf == 0 then
-    sent, msg, err = sock:send(first)
-  else
-    sent, msg, err = sock:sendmsg { data = first, fds = fds }
-  end
-  if not sent then return nil, msg, err end -- nothing went out
-  if sent < #first then
+  if len <= JOIN then
+    -- a small frame: header and body joined, one send (sendmsg with fds)
+    local frame = head .. body
+    if nf == 0 then
+      sent, msg, err = sock:send(frame)
+    else
+      sent, msg, err = sock:sendmsg { data = frame, fds = fds }
+    end
+    if not sent then return nil, msg, err end -- nothing went out
+    if sent == len + HLEN then return true end
     if self.seq then return fail(self, "short seqpacket record", EPROTO) end
     return sendrest(self, sock, sub(frame, sent + 1))
   end
-  if split then return sendrest(self, sock, sub(frame, RECORD + 1)) end
+  -- a big one: header and the body's first bytes gathered by sendmsg (no
+  -- copy of the body), the rest after
+  local first = body
+  if self.seq and len > RECORD - HLEN then first = sub(body, 1, RECORD - HLEN) end
+  sent, msg, err = sock:sendmsg { data = { head, first }, fds = nf > 0 and fds or nil }
+  if not sent then return nil, msg, err end -- nothing went out
+  if sent < HLEN + #first then
+    if self.seq then return fail(self, "short seqpacket record", EPROTO) end
+    local rest = sent < HLEN and (sub(head, sent + 1) .. body) or sub(body, sent - HLEN + 1)
+    return sendrest(self, sock, rest)
+  end
+  if first ~= body then return sendrest(self, sock, sub(body, #first + 1)) end
   return true
 end
 
@@ -384,20 +396,20 @@ local function absorb(self, data, fds, info)
 end
 
 -- a whole frame: body and its descriptors -> value, fds
-local function finish(self, body, fds, nfds)
+local function finish(self, s, start, len, fds, nfds)
   local nr = #fds
   if nr ~= nfds then
     closefds(fds)
     return fail(self, format("frame announced %d descriptors but %d came with it", nfds, nr))
   end
-  -- decode after a sentinel (the last value's "next tag"); a malformed
-  -- body raises, in decode or in string.unpack reading past its end
-  local len = #body
-  local s = body .. "\0"
-  local ok, value, _, pos = pcall(decode, s, byte(s, 1), 2, 0)
-  if not ok or pos ~= len + 2 or len == 0 then
+  -- s holds the body from start, len bytes, then a sentinel (the last
+  -- value's "next tag"); a malformed body raises, in decode or in
+  -- string.unpack reading past its end
+  local ok, value, _, pos = pcall(decode, s, byte(s, start), start + 1, 0)
+  local stop = start + len + 1
+  if not ok or pos ~= stop or len == 0 then
     closefds(fds)
-    local why = not ok and tostring(value) or (len == 0 or pos > len + 2) and "value cut short" or "trailing bytes"
+    local why = not ok and tostring(value) or (len == 0 or pos > stop) and "value cut short" or "trailing bytes"
     return fail(self, "malformed frame (" .. why .. ")")
   end
   return value, fds
@@ -426,10 +438,10 @@ function Channel:recv()
       end
       if magic == MAGIC and nfds == nr and nfds <= self.maxfds and len <= self.maxsize then
         if seq then
-          if nd == HLEN + len then return finish(self, sub(data, HLEN + 1), fds, nfds) end
+          if nd == HLEN + len then return finish(self, data .. "\0", HLEN + 1, len, fds, nfds) end
         elseif len > 0 and len <= CHUNK then
           local body, m, e = sock:recv(len)
-          if body and #body == len then return finish(self, body, fds, nfds) end
+          if body and #body == len then return finish(self, body .. "\0", 1, len, fds, nfds) end
           -- the body comes in pieces, or later: keep what came
           local rfds = self.rfds
           for i = 1, nr do rfds[i] = fds[i] end
@@ -485,10 +497,10 @@ function Channel:recv()
   local rfds = self.rfds
   local got = {}
   for i = 1, #rfds do got[i], rfds[i] = rfds[i], nil end
-  local body = #parts == 1 and parts[1] or concat(parts)
-  local nfds = self.nfds
+  parts[#parts + 1] = "\0" -- the sentinel, in the one copy that joins the parts
+  local s, len, nfds = concat(parts), self.total, self.nfds
   resetframe(self)
-  return finish(self, body, got, nfds)
+  return finish(self, s, 1, len, got, nfds)
 end
 
 -- close(): closes the socket and any descriptor of a half-received frame
