@@ -37,7 +37,7 @@ local VALUES = {
   { "nil" }, { true }, { false },
   { 0 }, { 1 }, { -1 }, { math.maxinteger }, { math.mininteger }, { 2 ^ 53 },
   { 0.5 }, { -0.0 }, { 1 / 0 }, { -1 / 0 }, { 0 / 0 }, { math.pi }, { 1e-310 },
-  { "" }, { "plain" }, { "\0binary\255\0" }, { string.rep("long ", 1000) },
+  { "" }, { "plain" }, { "\0binary\255\0" }, { string.rep("long ", 1000) }, { string.rep("\0big", 10000) },
   { {} }, { { 1, 2, 3 } }, { { a = 1, [2] = "two", [1.5] = false, [true] = { nested = { deeper = {} } } } },
   { { [math.maxinteger] = math.mininteger, ["\0"] = "\0", list = { "x", { "y", { "z" } } } } },
 }
@@ -76,6 +76,8 @@ describe("channel", function()
       assert(ca:send("two", { r, w }))
       assert(ca:send("none"))
       assert(ca:send(nil, { w }))
+      local big = string.rep("b", 40000) -- header and body gathered by sendmsg
+      assert(ca:send(big, { r }))
       local v, fds = cb:recv()
       assert.equal("two", v)
       assert.equal(2, #fds)
@@ -89,6 +91,10 @@ describe("channel", function()
       assert.is_nil(v)
       assert.equal(1, #fds)
       assert.matches("pipe, fd", tostring(fds[1]))
+      closeall(fds)
+      v, fds = cb:recv()
+      assert.equal(big, v)
+      assert.equal(1, #fds)
       closeall(fds)
       -- more than a kernel message can carry: refused, nothing sent
       local many = {}
