@@ -23,7 +23,7 @@ export LUA_PATH  := lua/?.lua;lua/?/init.lua;;
 export LUA_CPATH := $(BUILD)/?.so;;
 export UNIXIPC_BUILD := $(BUILD)
 
-.PHONY: all deps test demo bench clean examples
+.PHONY: all deps test demo bench clean
 all: $(SO)
 
 $(SO): $(OBJS)
@@ -41,9 +41,6 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory all
 	@bash spec/run.sh $(SPECS)
-
-examples: deps all
-	@bash examples/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -255,7 +255,7 @@ static int ipc_getaddrinfo(lua_State *L) {
   int rc, i = 1;
   char pbuf[16];
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    snprintf(pbuf, sizeof pbuf, "%d", (int)luaL_checkinteger(L, 2));
+    snprintf(pbuf, sizeof pbuf, "%d", (int)uipc_checkint(L, 2, 0, 65535, "port"));
     serv = pbuf;
   } else
     serv = luaL_optstring(L, 2, NULL);

@@ -6,6 +6,7 @@
 #include "private.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -67,6 +68,33 @@ double uipc_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* an integer argument in [min, max]; raises naming the argument otherwise */
+lua_Integer uipc_checkint(lua_State *L, int idx, lua_Integer min, lua_Integer max,
+                          const char *what) {
+  lua_Integer v;
+  if (!lua_isinteger(L, idx)) {
+    if (lua_type(L, idx) == LUA_TNUMBER)
+      uipc_argerror(L, idx, "%s must be an integer, got a float", what);
+    uipc_argerror(L, idx, "%s must be an integer, got %s", what, luaL_typename(L, idx));
+  }
+  v = lua_tointeger(L, idx);
+  if (v < min || v > max) uipc_argerror(L, idx, "%s out of range", what);
+  return v;
+}
+
+lua_Integer uipc_optint(lua_State *L, int idx, lua_Integer def, lua_Integer min, lua_Integer max,
+                        const char *what) {
+  return lua_isnoneornil(L, idx) ? def : uipc_checkint(L, idx, min, max, what);
+}
+
+/* a string for a system call: an embedded NUL would cut it short, so it raises */
+const char *uipc_checkpath(lua_State *L, int idx) {
+  size_t n;
+  const char *s = luaL_checklstring(L, idx, &n);
+  if (strlen(s) != n) uipc_argerror(L, idx, "path contains a NUL byte");
+  return s;
 }
 
 /* nil or none -> -1 (no timeout); a number must be >= 0 */
@@ -287,7 +315,7 @@ int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *
 /* ---- module-level functions ----------------------------------------- */
 
 static int core_strerror(lua_State *L) {
-  lua_pushstring(L, strerror((int)luaL_checkinteger(L, 1)));
+  lua_pushstring(L, strerror((int)uipc_checkint(L, 1, INT_MIN, INT_MAX, "errno")));
   return 1;
 }
 
@@ -334,9 +362,10 @@ static int core_sleep(lua_State *L) {
     double left = deadline - uipc_now();
     struct timespec ts;
     if (left <= 0) break;
+    if (left > 1e6) left = 1e6; /* huge sleeps go in chunks nanosleep accepts */
     ts.tv_sec = (time_t)left;
     ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-    if (nanosleep(&ts, NULL) == 0) break;
+    nanosleep(&ts, NULL); /* interrupted or not, the loop computes what is left */
   }
   lua_pushboolean(L, 1);
   return 1;

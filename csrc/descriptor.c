@@ -47,24 +47,52 @@ void uipc_initsock(uipc_Fd *o, int fd) {
  * raise a memory error before taking ownership: callers that must not leak
  * keep fd in a guard until this returns.
  */
-int uipc_wrapfd(lua_State *L, int fd) {
+/* (re)initialise o for descriptor fd as a freshly wrapped object: class
+   (socket or not) from the kernel, blocking mode, flags read on first need */
+static int initwrapped(uipc_Fd *o, int fd) {
   /* getsockopt(SO_TYPE) tells a socket, and its type, in one call that
      costs half an fstat (and a non-socket fails it faster still) */
   int type = 0, issock;
   socklen_t len = sizeof type;
-  uipc_Fd *o;
   issock = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
-  o = uipc_newfd(L, issock);
   o->fd = fd;
+  o->issock = (unsigned char)issock;
+  o->isfifo = o->usernb = o->onb = 0;
+  o->family = 0;
+  o->type = type;
+  o->timeout = -1;
   if (issock) {
     len = sizeof(int);
     if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &o->family, &len) < 0) o->family = AF_UNSPEC;
-    o->type = type;
-  } else
-    o->fifounknown = 1; /* a pipe? asked on the first write (or tostring) */
-  /* it may already be non-blocking: uipc_nbresolve reflects that on first need */
+  }
+  o->fifounknown = (unsigned char)!issock; /* a pipe? asked on the first write (or tostring) */
+  /* it may already be non-blocking: uipc_nbresolve records that on first need */
   o->nbunknown = 1;
+  return issock;
+}
+
+/*
+ * Wrap a descriptor the caller already holds (received, inherited). It may
+ * raise a memory error before taking ownership: callers that must not leak
+ * keep fd in a guard until this returns.
+ */
+int uipc_wrapfd(lua_State *L, int fd) {
+  uipc_Fd *o = uipc_newfd(L, 0);
+  if (initwrapped(o, fd)) { /* a socket: switch class (no allocation) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &SOCKKEY);
+    lua_setmetatable(L, -2);
+  }
   return 1;
+}
+
+/* the object at idx now stands for another file (dup2 onto it): refresh it,
+   class included, as if newly wrapped; allocates nothing */
+void uipc_rewrap(lua_State *L, int idx) {
+  uipc_Fd *o = uipc_toobj(L, idx);
+  idx = lua_absindex(L, idx);
+  if (!o || o->fd < 0) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, initwrapped(o, o->fd) ? &SOCKKEY : &FDKEY);
+  lua_setmetatable(L, idx);
 }
 
 /* a wrapped non-socket: is it a pipe or FIFO (writes must not raise SIGPIPE)? */
@@ -179,21 +207,41 @@ double uipc_deadline(const uipc_Fd *o) {
   return o->timeout >= 0 ? uipc_now() + o->timeout : -1;
 }
 
+int uipc_pollms(double deadline) {
+  double left;
+  if (deadline < 0) return -1;
+  left = deadline - uipc_now();
+  if (left <= 0) return 0;
+  if (left > 86400) return 86400 * 1000; /* a day at a time: the caller loops */
+  return (int)ceil(left * 1000);
+}
+
+/*
+ * A seqpacket socket returns 0 bytes both for an empty record and at end of
+ * stream. It is the end when the peer has shut down its side (POLLRDHUP or
+ * POLLHUP); an empty record from a live peer is "". The one case this
+ * cannot tell apart: an empty record read after the peer has already shut
+ * down reads as the end of stream.
+ */
+int uipc_seqeof(int fd) {
+  struct pollfd p;
+  p.fd = fd;
+  p.events = POLLIN | POLLRDHUP;
+  p.revents = 0;
+  if (poll(&p, 1, 0) < 0) return 1;
+  return (p.revents & (POLLRDHUP | POLLHUP)) != 0;
+}
+
 /* wait until fd is ready for events or the deadline passes: 0, ETIMEDOUT or errno */
 int uipc_waitfd(int fd, short events, double deadline) {
   struct pollfd p;
   p.fd = fd;
   p.events = events;
   for (;;) {
-    int ms = -1, r;
-    if (deadline >= 0) {
-      double left = deadline - uipc_now();
-      ms = left <= 0 ? 0 : (int)ceil(left * 1000);
-    }
-    r = poll(&p, 1, ms);
+    int r = poll(&p, 1, uipc_pollms(deadline));
     if (r > 0) return 0;
-    if (r == 0) return ETIMEDOUT;
-    if (errno != EINTR) return errno;
+    if (r == 0 && uipc_now() >= deadline) return ETIMEDOUT;
+    if (r < 0 && errno != EINTR) return errno;
   }
 }
 
@@ -481,7 +529,8 @@ int uipc_pushrecv(lua_State *L, uipc_Fd *o, size_t n, int flags, int how) {
       err = uipc_block(o, err, (flags & MSG_OOB) ? POLLPRI : POLLIN, &deadline);
     if (err) return err == ETIMEDOUT ? uipc_timeout(L) : uipc_fail(L, ops[how], err);
   }
-  if (r == 0 && !(o->issock && o->type == SOCK_DGRAM)) {
+  if (r == 0 && (!o->issock || o->type == SOCK_STREAM ||
+                 (o->type == SOCK_SEQPACKET && uipc_seqeof(o->fd)))) {
     lua_pushnil(L);
     lua_pushliteral(L, "eof");
     return 2;
@@ -598,7 +647,7 @@ bad:
 }
 
 static int ipc_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = uipc_checkpath(L, 1);
   int flags = openflags(L, luaL_optstring(L, 2, "r"));
   lua_Integer perm = luaL_optinteger(L, 3, 0666);
   uipc_Fd *o;
@@ -621,8 +670,7 @@ static int ipc_open(lua_State *L) {
 
 /* wrap an inherited integer descriptor (ownership passes to the object) */
 static int ipc_fdopen(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
-  if (fd < 0) return luaL_argerror(L, 1, "descriptor must not be negative");
+  lua_Integer fd = uipc_checkint(L, 1, 0, INT_MAX, "descriptor");
   if (fcntl((int)fd, F_GETFD) < 0) {
     int err = errno;
     return uipc_fail(L, "fdopen", err);

@@ -58,6 +58,15 @@ UIPC_API int uipc_boolresult(lua_State *L, int r, const char *op);
 UIPC_API int uipc_timeout(lua_State *L);
 UIPC_API double uipc_now(void);
 UIPC_API double uipc_optseconds(lua_State *L, int idx, const char *what);
+UIPC_API lua_Integer uipc_checkint(lua_State *L, int idx, lua_Integer min, lua_Integer max,
+                                   const char *what);
+UIPC_API lua_Integer uipc_optint(lua_State *L, int idx, lua_Integer def, lua_Integer min,
+                                 lua_Integer max, const char *what);
+UIPC_API const char *uipc_checkpath(lua_State *L, int idx);
+/* poll(2) milliseconds until deadline (-1: none), clamped to what poll takes */
+UIPC_API int uipc_pollms(double deadline);
+/* after a 0-byte read on a seqpacket socket: end of stream (1) or an empty record (0) */
+UIPC_API int uipc_seqeof(int fd);
 UIPC_API int uipc_checksignal(lua_State *L, int idx);
 UIPC_API int uipc_checksignalas(lua_State *L, int idx, int argn);
 UIPC_API const char *uipc_signame(int signo);
@@ -75,6 +84,7 @@ UIPC_API uipc_Fd *uipc_checkobj(lua_State *L, int idx); /* raises if closed */
 UIPC_API uipc_Fd *uipc_checksock(lua_State *L, int idx);
 UIPC_API int uipc_checkfd(lua_State *L, int idx);       /* object, io file or integer */
 UIPC_API int uipc_wrapfd(lua_State *L, int fd);         /* fd already owned by caller */
+UIPC_API void uipc_rewrap(lua_State *L, int idx);       /* after dup2 onto the object */
 UIPC_API void uipc_initsock(uipc_Fd *o, int fd);
 UIPC_API int uipc_closefd(uipc_Fd *o);
 UIPC_API int uipc_setnb(uipc_Fd *o, int on);
@@ -118,10 +128,10 @@ UIPC_API int uipc_pushrecv(lua_State *L, uipc_Fd *o, size_t n, int flags, int ho
 UIPC_API int uipc_pushstatus(lua_State *L, pid_t pid, int status);
 
 /* signal.c: the mask the process had before any signal bridge blocked
-   signals, for exec'd programs; returns 0 (and leaves *mask) when no bridge
-   is live */
+   signals, and the signals that were ignored before a bridge took them, for
+   exec'd programs; returns 0 (and leaves *mask) when no bridge is live */
 #include <signal.h>
-UIPC_API int uipc_sigsaved(sigset_t *mask);
+UIPC_API int uipc_sigsaved(sigset_t *mask, sigset_t *ignored);
 
 /* each domain registers its functions into the module table at -1 */
 UIPC_API void uipc_open_descriptor(lua_State *L);

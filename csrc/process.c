@@ -6,6 +6,7 @@
 #include "private.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@ int uipc_pushstatus(lua_State *L, pid_t pid, int status) {
 
 /* waitpid(pid | -1 [, "nohang"]) -> pid, how, code; 0 when nohang finds nothing */
 static int ipc_waitpid(lua_State *L) {
-  lua_Integer pid = luaL_optinteger(L, 1, -1);
+  lua_Integer pid = uipc_optint(L, 1, -1, INT_MIN, INT_MAX, "pid");
   int flags = uipc_checkflags(L, 2, waitflags, "wait option"), status = 0;
   pid_t r = (pid_t)UIPC_RETRY(waitpid((pid_t)pid, &status, flags));
   if (r < 0) {
@@ -71,7 +72,7 @@ static int ipc_waitpid(lua_State *L) {
 /* kill(pid [, sig]): sig a name ("TERM", "SIGTERM"), a number, or 0 to
    probe; default TERM */
 static int ipc_kill(lua_State *L) {
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  pid_t pid = (pid_t)uipc_checkint(L, 1, INT_MIN, INT_MAX, "pid");
   int sig;
   if (lua_isnoneornil(L, 2))
     sig = SIGTERM;
@@ -158,7 +159,7 @@ static int ipc__exit(lua_State *L) {
   if (lua_isboolean(L, 1))
     code = lua_toboolean(L, 1) ? 0 : 1;
   else
-    code = (int)luaL_optinteger(L, 1, 0);
+    code = (int)uipc_optint(L, 1, 0, INT_MIN, INT_MAX, "exit code");
   _exit(code);
   return 0;
 }
@@ -177,7 +178,7 @@ static int ipc_setsid(lua_State *L) {
 
 /* getsid([pid]) -> sid of pid (default the caller) */
 static int ipc_getsid(lua_State *L) {
-  pid_t pid = (pid_t)luaL_optinteger(L, 1, 0);
+  pid_t pid = (pid_t)uipc_optint(L, 1, 0, 0, INT_MAX, "pid");
   pid_t sid = getsid(pid);
   if (sid < 0) {
     int err = errno;
@@ -210,24 +211,15 @@ static int ipc_dup2(lua_State *L) {
     err = errno;
     return uipc_fail(L, "dup2", err);
   }
-  if (o && from != to) {
-    /* a unixipc object given as `to` now stands for from's file: refresh
-       what it caches (its class, socket or not, cannot change) */
-    struct stat st;
-    int fl = fcntl(to, F_GETFL);
-    o->isfifo = (unsigned char)(fstat(to, &st) == 0 && S_ISFIFO(st.st_mode));
-    if (o->issock) uipc_initsock(o, to);
-    o->onb = (unsigned char)(fl >= 0 && (fl & O_NONBLOCK));
-    if (!o->onb) o->timeout = -1;
-    o->usernb = (unsigned char)(o->onb && o->timeout < 0);
-  }
+  /* a unixipc object given as `to` now stands for from's file */
+  if (o && from != to) uipc_rewrap(L, 2);
   lua_pushinteger(L, to);
   return 1;
 }
 
 /* chdir(path) -> true */
 static int ipc_chdir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = uipc_checkpath(L, 1);
   if (chdir(path) < 0) {
     int err = errno;
     lua_pushfstring(L, "chdir %s", path);
@@ -357,21 +349,49 @@ static int tryexec(const char *file, char **argv, char **envp, char **shargv, si
 }
 
 /* the execvp search over the caller's PATH; returns the errno to report */
-static int execsearch(lua_State *L, const char *file, char **argv, char **envp, size_t n,
-                      int anchor) {
-  char **shargv = (char **)lua_newuserdatauv(L, (n + 3) * sizeof(char *), 0);
-  const char *path, *p;
-  char *buf;
+/* ignore the signals in set, saving their actions in old (restore = 0), or
+   put the saved actions back (restore = 1) */
+static void swapignored(const sigset_t *set, struct sigaction *old, int restore) {
+  struct sigaction ign;
+  int s;
+  memset(&ign, 0, sizeof ign);
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  for (s = 1; s < NSIG; s++)
+    if (sigismember(set, s) == 1) {
+      if (restore)
+        sigaction(s, &old[s], NULL);
+      else
+        sigaction(s, &ign, &old[s]);
+    }
+}
+
+/* scratch for execsearch, allocated before the signal mask is swapped so
+   no memory error can escape with the mask changed */
+typedef struct {
+  char **shargv; /* argv for /bin/sh when a file has no #! */
+  char *buf;     /* PATH entry + "/" + file */
+  const char *path;
+} ExecScratch;
+
+static void execprep(lua_State *L, const char *file, size_t n, int anchor, ExecScratch *x) {
+  x->shargv = (char **)lua_newuserdatauv(L, (n + 3) * sizeof(char *), 0);
+  lua_rawsetp(L, anchor, x->shargv);
+  x->path = getenv("PATH");
+  if (!x->path) x->path = "/bin:/usr/bin";
+  x->buf = (char *)lua_newuserdatauv(L, strlen(x->path) + strlen(file) + 3, 0);
+  lua_rawsetp(L, anchor, x->buf);
+}
+
+static int execsearch(const char *file, char **argv, char **envp, size_t n, const ExecScratch *x) {
+  char **shargv = x->shargv;
+  const char *p;
+  char *buf = x->buf;
   size_t flen = strlen(file);
   int err = ENOENT, eacces = 0;
-  lua_rawsetp(L, anchor, shargv);
   if (*file == '\0') return ENOENT;
   if (strchr(file, '/')) return tryexec(file, argv, envp, shargv, n);
-  path = getenv("PATH");
-  if (!path) path = "/bin:/usr/bin";
-  buf = (char *)lua_newuserdatauv(L, strlen(path) + flen + 3, 0);
-  lua_rawsetp(L, anchor, buf);
-  for (p = path;; p++) {
+  for (p = x->path;; p++) {
     const char *end = strchr(p, ':');
     size_t dlen = end ? (size_t)(end - p) : strlen(p);
     if (dlen == 0) {
@@ -413,7 +433,9 @@ static int ipc_exec(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   char **argv, **envp = environ;
   size_t n;
-  sigset_t saved, cur;
+  sigset_t saved, cur, ignored;
+  struct sigaction oldact[NSIG];
+  ExecScratch scratch;
   int anchor, err, swapped;
   if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2))
     return uipc_argerror(L, 2, "argv must be a table of strings, got %s", luaL_typename(L, 2));
@@ -426,10 +448,17 @@ static int ipc_exec(lua_State *L) {
   anchor = lua_gettop(L);
   argv = buildargv(L, path, anchor, &n);
   if (lua_istable(L, 3)) envp = buildenv(L, anchor);
+  execprep(L, path, n, anchor, &scratch);
   fflush(NULL);
-  swapped = uipc_sigsaved(&saved) && sigprocmask(SIG_SETMASK, &saved, &cur) == 0;
-  err = execsearch(L, path, argv, envp, n, anchor);
-  if (swapped) sigprocmask(SIG_SETMASK, &cur, NULL);
+  /* the exec'd program gets the mask and the ignored signals the process
+     had before any signal bridge; both come back if exec fails */
+  swapped = uipc_sigsaved(&saved, &ignored) && sigprocmask(SIG_SETMASK, &saved, &cur) == 0;
+  if (swapped) swapignored(&ignored, oldact, 0);
+  err = execsearch(path, argv, envp, n, &scratch);
+  if (swapped) {
+    swapignored(&ignored, oldact, 1);
+    sigprocmask(SIG_SETMASK, &cur, NULL);
+  }
   lua_pushfstring(L, "exec %s", path);
   return uipc_fail(L, lua_tostring(L, -1), err);
 }

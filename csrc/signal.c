@@ -183,11 +183,19 @@ static int bridge_close(Bridge *b, int drain) {
 }
 
 /* the mask before any live bridge touched it, for exec'd programs */
-int uipc_sigsaved(sigset_t *mask) {
+int uipc_sigsaved(sigset_t *mask, sigset_t *ignored) {
   sigset_t cur;
   Bridge *b;
   int s;
+  sigemptyset(ignored);
   if (!live) return 0;
+  /* bridged signals that were ignored before the bridge (oldact holds the
+     disposition each bridge replaced) */
+  for (b = live; b; b = b->next)
+    for (s = 1; s < NSIG; s++)
+      if (sigismember(&b->set, s) == 1 && !(oldact[s].sa_flags & SA_SIGINFO) &&
+          oldact[s].sa_handler == SIG_IGN)
+        sigaddset(ignored, s);
   sigprocmask(SIG_BLOCK, NULL, &cur);
   for (b = live; b; b = b->next)
     for (s = 1; s < NSIG; s++)

@@ -337,7 +337,7 @@ static int sock_getoption(lua_State *L) {
 /* ---- module helpers for the Lua layer -------------------------------- */
 
 static int ipc_unlink(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = uipc_checkpath(L, 1);
   if (unlink(path) < 0) {
     int err = errno;
     lua_pushfstring(L, "unlink %s", path);
@@ -348,7 +348,7 @@ static int ipc_unlink(lua_State *L) {
 }
 
 static int ipc_chmod(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = uipc_checkpath(L, 1);
   lua_Integer mode = luaL_checkinteger(L, 2);
   if (mode < 0 || mode > 07777) return luaL_argerror(L, 2, "mode must be 0 to 07777");
   if (chmod(path, (mode_t)mode) < 0) {

@@ -31,5 +31,7 @@ build = {
     ["unixipc"] = "lua/unixipc.lua",
     ["unixipc.net"] = "lua/unixipc/net.lua",
     ["unixipc.process"] = "lua/unixipc/process.lua",
+    ["unixipc.channel"] = "lua/unixipc/channel.lua",
+    ["unixipc.server"] = "lua/unixipc/server.lua",
   },
 }

@@ -2,6 +2,18 @@
 local S = require "support"
 
 describe("rockspec", function()
+  it("lists every C source and every Lua module", function()
+    local fh = assert(io.open("rockspec/unixipc-scm-1.rockspec"))
+    local spec = fh:read("a")
+    fh:close()
+    local ls = io.popen("ls csrc/*.c lua/unixipc/*.lua")
+    for path in ls:lines() do
+      local listed = spec:find('"' .. path .. '"', 1, true)
+      assert.is_not_nil(listed, path .. " is missing from the rockspec")
+    end
+    ls:close()
+  end)
+
   it("builds and installs with luarocks --lua-version=5.4", function()
     if not S.have("luarocks") then
       pending("luarocks is not installed: skipping the rockspec build")

@@ -37,7 +37,7 @@ local VALUES = {
   { "nil" }, { true }, { false },
   { 0 }, { 1 }, { -1 }, { math.maxinteger }, { math.mininteger }, { 2 ^ 53 },
   { 0.5 }, { -0.0 }, { 1 / 0 }, { -1 / 0 }, { 0 / 0 }, { math.pi }, { 1e-310 },
-  { "" }, { "plain" }, { "\0binary\255\0" }, { string.rep("long ", 1000) },
+  { "" }, { "plain" }, { "\0binary\255\0" }, { string.rep("long ", 1000) }, { string.rep("\0big", 10000) },
   { {} }, { { 1, 2, 3 } }, { { a = 1, [2] = "two", [1.5] = false, [true] = { nested = { deeper = {} } } } },
   { { [math.maxinteger] = math.mininteger, ["\0"] = "\0", list = { "x", { "y", { "z" } } } } },
 }
@@ -76,6 +76,8 @@ describe("channel", function()
       assert(ca:send("two", { r, w }))
       assert(ca:send("none"))
       assert(ca:send(nil, { w }))
+      local big = string.rep("b", 40000) -- header and body gathered by sendmsg
+      assert(ca:send(big, { r }))
       local v, fds = cb:recv()
       assert.equal("two", v)
       assert.equal(2, #fds)
@@ -89,6 +91,10 @@ describe("channel", function()
       assert.is_nil(v)
       assert.equal(1, #fds)
       assert.matches("pipe, fd", tostring(fds[1]))
+      closeall(fds)
+      v, fds = cb:recv()
+      assert.equal(big, v)
+      assert.equal(1, #fds)
       closeall(fds)
       -- more than a kernel message can carry: refused, nothing sent
       local many = {}
@@ -195,6 +201,12 @@ describe("channel", function()
     }
     for _, c in ipairs(cases) do
       assert.error_matches(function() ch:send(c[1]) end, "bad argument #1 to 'send' %(.*" .. c[2])
+    end
+    -- raised at the caller of send, however deep the value was
+    for _, v in ipairs { print, { { { print } } }, cyc } do
+      local ok, err = pcall(function() ch:send(v) end)
+      assert.is_false(ok)
+      assert.matches("^[^:]*channel_spec.lua:%d+: bad argument #1 to 'send'", err)
     end
     local r, w = ipc.pipe()
     assert.error_matches(function() ch:send("x", r) end, "fds must be a list")
@@ -319,6 +331,71 @@ describe("channel", function()
     ch:close()
     r:close()
     w:close()
+  end)
+
+  it("keeps a frame whose body comes after its header", function()
+    local a, b = ipc.socketpair()
+    local ch = ipc.channel(b)
+    local r, w = ipc.pipe()
+    local raw = frame(1, pack("<Bs4", 5, "later"))
+    assert(a:sendmsg{ data = raw:sub(1, 6), fds = { r } }) -- the header alone
+    assert.is_true(ch:settimeout(0.05))
+    assert.same({ nil, "timeout", ipc.errno.ETIMEDOUT }, { ch:recv() })
+    a:send(raw:sub(7, 9))
+    assert.same({ nil, "timeout", ipc.errno.ETIMEDOUT }, { ch:recv() })
+    a:send(raw:sub(10))
+    local v, fds = ch:recv()
+    assert.equal("later", v)
+    assert.equal(1, #fds)
+    closeall(fds)
+    -- a header, then the end of the stream
+    a:send(raw:sub(1, 6))
+    a:close()
+    local v2, msg, err = ch:recv()
+    assert.is_nil(v2)
+    assert.equal("channel: end of stream in the middle of a frame", msg)
+    assert.equal(ipc.errno.EPROTO, err)
+    assert.is_nil(ch.sock)
+    ch:close()
+    r:close()
+    w:close()
+  end)
+
+  it("sends a table again after an encoding of it raised", function()
+    local a, b = ipc.socketpair()
+    local ca, cb = ipc.channel(a), ipc.channel(b)
+    local t = { { 1 }, { print } }
+    assert.error_matches(function() ca:send(t) end, "cannot send a function")
+    t[2] = "fine now" -- t was being encoded when it raised: no cycle now
+    assert(ca:send(t))
+    assert.same({ { 1 }, "fine now" }, (cb:recv()))
+    ca:close()
+    cb:close()
+  end)
+
+  it("round-trips values beyond the encoder's caches and tables of every small size", function()
+    local a, b = ipc.socketpair()
+    local ca, cb = ipc.channel(a), ipc.channel(b)
+    local v = { sizes = {}, keyed = {} }
+    for i = 1, 5000 do v["key" .. i] = i * 37 - 100000 end -- more strings and integers than cached
+    for n = 0, 20 do
+      local arr, rec = {}, {}
+      for i = 1, n do arr[i], rec["f" .. i] = i + 0.5, i % 2 == 0 end
+      v.sizes[n + 1], v.keyed[n + 1] = arr, rec
+    end
+    v.sparse = { [1] = "a", [100] = "b", [-3] = "c", [2 ^ 40] = 1.0, x = 3 }
+    v.floats = { 1.0, -0.0, 2 ^ 63, 1e300, -3.0, 4095.0, -1024.0 }
+    v.ints = { 1, 0, -3, 4095, -1024, 4096, -1025, math.maxinteger, math.mininteger }
+    for _ = 1, 2 do -- twice: the second time from the caches
+      assert(ca:send(v))
+      local got = cb:recv()
+      assert.is_true(same(v, got))
+      for i = 1, #v.floats do assert.equal("float", math.type(got.floats[i])) end
+      for i = 1, #v.ints do assert.equal("integer", math.type(got.ints[i])) end
+      assert.equal("integer", math.type(got.key1))
+    end
+    ca:close()
+    cb:close()
   end)
 
   it("finishes a started frame, or closes the channel when a timeout cuts it", function()

@@ -1,13 +1,7 @@
 -- Smoke tests for the lock examples: each runs as its own lua5.4 process,
 -- finishes, exits 0 and says what it should.
-local ENV = [[LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;"]]
-
-local function run(script, args)
-  local p = assert(io.popen(("%s lua5.4 examples/%s %s 2>&1"):format(ENV, script, args or "")))
-  local out = p:read("a")
-  local ok, how, code = p:close()
-  return out, ok, how, code
-end
+local S = require "support"
+local run = S.example
 
 local function lines(s)
   local t = {}

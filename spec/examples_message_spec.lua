@@ -2,10 +2,7 @@
 -- lua5.4 process, must finish on its own, succeed, and print what it promises.
 local S = require "support"
 
-local function cmd(script, args)
-  return ("LUA_PATH=%q LUA_CPATH=%q timeout 20 lua5.4 examples/%s %s 2>&1"):format(
-    package.path, package.cpath, script, args or "")
-end
+local cmd = S.examplecmd
 
 describe("message examples", function()
   it("fdpass_receiver.lua runs the whole demo on its own", function()

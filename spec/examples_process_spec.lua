@@ -1,13 +1,7 @@
 -- Smoke tests for the process examples: each runs as its own lua5.4
 -- process, must finish on its own, succeed, and print what it promises.
-local function run(script, args)
-  local cmd = ("LUA_PATH=%q LUA_CPATH=%q timeout 20 lua5.4 examples/%s %s 2>&1"):format(
-    package.path, package.cpath, script, args or "")
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local ok, how, code = p:close()
-  return out, ok, how, code
-end
+local S = require "support"
+local run = S.example
 
 describe("process examples", function()
   it("socketpair_fork.lua", function()

@@ -1,15 +1,8 @@
 -- Smoke tests for the signal examples: each runs to the end on its own.
 -- They run against the build under test (LUA_CPATH from make, so
 -- `make test SELFPIPE=1` runs them on the self-pipe fallback too).
-local function run(name)
-  local cpath = os.getenv("LUA_CPATH") or "build/?.so;;"
-  local cmd = ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='%s' lua5.4 examples/%s.lua 2>&1")
-    :format(cpath, name)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local ok, how, code = p:close()
-  return out, ok, how, code
-end
+local S = require "support"
+local run = S.example
 
 describe("examples (signals)", function()
   it("oob_server reads the urgent byte apart from the normal data", function()

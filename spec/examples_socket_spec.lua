@@ -1,13 +1,7 @@
 -- The socket examples run end to end and say what they should.
 local S = require "support"
 
-local function run(name, args)
-  local p = io.popen(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s lua5.4 examples/%s.lua %s 2>&1"):format(
-    S.quote(os.getenv("LUA_CPATH") or "build/?.so;;"), name, args or ""))
-  local out = p:read("*a")
-  local ok, how, code = p:close()
-  return out, ok, how, code
-end
+local run = S.example
 
 describe("socket examples", function()
   it("unix_stream: a client and a server over a path", function()
@@ -49,5 +43,16 @@ describe("socket examples", function()
     local out, ok = run("ruptime_udp")
     assert.is_true(ok, out)
     assert.matches("uptime: .*load average", out)
+  end)
+
+  it("demo: the tour make demo runs finishes and says what it did", function()
+    local out, ok = run("demo")
+    assert.is_true(ok, out)
+    assert.matches("job 3: sum 33 computed by pid %d+", out)
+    assert.matches("written by pid %d+ through a passed descriptor", out)
+    assert.matches("exited with code 5", out)
+    assert.matches("counter: 1000 %(expected 1000%)", out)
+    assert.matches("the urgent byte: !", out)
+    assert.matches("\ndone\n$", out)
   end)
 end)

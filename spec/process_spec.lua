@@ -30,11 +30,9 @@ local function readall(s)
   return table.concat(t)
 end
 
--- what a spawned child sent on its channel (a plain socket until channels
--- land, then one channel message)
+-- what a spawned child sent on its channel: one channel message
 local function recvall(chan)
-  if ipc.channel then return (chan:recv()) end
-  return readall(chan)
+  return (chan:recv())
 end
 
 -- run a Lua chunk in a separate lua5.4 process whose stdout is a pipe:
@@ -487,7 +485,7 @@ describe("spawn", function()
   end)
 
   it("reports signal deaths; kill defaults to TERM and refuses after reaping", function()
-    local p = ipc.spawn(function(chan) chan:recv(1) end)
+    local p = ipc.spawn(function(chan) chan:recv() end)
     assert.is_true(p:running())
     assert.is_true(p:kill())
     assert.same({ nil, "signal", ipc.SIGTERM }, { p:wait() })
@@ -498,7 +496,7 @@ describe("spawn", function()
     assert.equal(E.ESRCH, err)
     assert.equal(("process %d (signal 15)"):format(p.pid), tostring(p))
     p.chan:close()
-    local q = ipc.spawn(function(chan) chan:recv(1) end)
+    local q = ipc.spawn(function(chan) chan:recv() end)
     assert.is_true(q:kill("KILL"))
     assert.same({ nil, "signal", 9 }, { q:wait() })
     q.chan:close()
@@ -508,16 +506,16 @@ describe("spawn", function()
     -- the child sees end of stream when the parent closes its end, and the
     -- parent sees it when the child exits: neither holds the other's end
     local p = ipc.spawn(function(chan)
-      if not ipc.channel then chan:settimeout(2) end
-      local data, msg = chan:recv(1)
+      chan:settimeout(2)
+      local data, msg = chan:recv()
       if data ~= nil or msg ~= "eof" then error("expected eof, got " .. tostring(msg)) end
     end)
     p.chan:close()
     assert.same({ true, "exit", 0 }, { p:wait() })
     local q = ipc.spawn(function() end)
     assert.same({ true, "exit", 0 }, { q:wait() })
-    if not ipc.channel then q.chan:settimeout(2) end
-    assert.same({ nil, "eof" }, { q.chan:recv(1) })
+    q.chan:settimeout(2)
+    assert.same({ nil, "eof" }, { q.chan:recv() })
     q.chan:close()
   end)
 
@@ -551,7 +549,7 @@ describe("spawn", function()
   it("close() and <close> end a running child: TERM, then KILL after the grace", function()
     local pid
     do
-      local p <close> = ipc.spawn(function(chan) chan:recv(1) end)
+      local p <close> = ipc.spawn(function(chan) chan:recv() end)
       pid = p.pid
     end
     local none, _, err = ipc.waitpid(pid, "nohang")
@@ -605,7 +603,7 @@ describe("spawn", function()
     assert.has_error(function() ipc.spawn() end, "bad argument #1 to 'spawn' (function expected, got nil)")
     assert.has_error(function() ipc.spawn(42) end, "bad argument #1 to 'spawn' (function expected, got number)")
     assert.has_error(function() ipc.spawn({}) end, "bad argument #1 to 'spawn' (function expected, got table)")
-    local p = ipc.spawn(function(chan) chan:recv(1) end)
+    local p = ipc.spawn(function(chan) chan:recv() end)
     assert.has_error(function() p:kill("NOPE") end)
     assert.has_error(function() p:close("x") end,
       "bad argument #1 to 'close' (grace must be a non-negative number of seconds)")
@@ -701,5 +699,38 @@ describe("daemonize", function()
       "bad argument #1 to 'daemonize' (opts.chdir must be a directory or false, got number)")
     assert.has_error(function() ipc.daemonize { stdio = true } end)
     assert.has_error(function() ipc.daemonize { exit = "no" } end, "bad argument #1 to 'daemonize' (opts.exit must be a boolean)")
+  end)
+end)
+
+describe("argument ranges and kinds (review fixes)", function()
+  it("refuses pids and codes that do not fit, instead of truncating them", function()
+    -- 2^32 would truncate to 0 (our process group), 2^32-1 to -1 (every process)
+    assert.error_matches(function() ipc.kill(1 << 32, 0) end, "bad argument #1 to 'kill' %(pid out of range%)")
+    assert.error_matches(function() ipc.kill(4294967295, 0) end, "pid out of range")
+    assert.error_matches(function() ipc.waitpid(1 << 40) end, "pid out of range")
+    assert.error_matches(function() ipc.getsid(1 << 40) end, "pid out of range")
+    assert.error_matches(function() ipc._exit(1 << 40) end, "exit code out of range")
+  end)
+
+  it("refuses paths with a NUL byte instead of cutting them short", function()
+    assert.error_matches(function() ipc.chdir("/tmp\0/nowhere") end, "path contains a NUL byte")
+    assert.error_matches(function() ipc.open("/tmp/x\0.ignored", "w") end, "path contains a NUL byte")
+    assert.error_matches(function() ipc.unlink("/tmp/x\0zzz") end, "path contains a NUL byte")
+    assert.error_matches(function() ipc.chmod("/tmp/x\0zzz", 420) end, "path contains a NUL byte")
+  end)
+
+  it("dup2 onto an object gives it the class of its new file", function()
+    local a, b = ipc.socketpair()
+    local r, w = ipc.pipe()
+    ipc.dup2(a, w) -- w is now a socket: writes carry MSG_NOSIGNAL
+    assert.matches("^socket %(unix stream", tostring(w))
+    b:close()
+    local n, msg, err = w:write("x")
+    assert.is_nil(n)
+    assert.equal(ipc.errno.EPIPE, err, msg)
+    local c, d = ipc.socketpair()
+    ipc.dup2(r, c) -- c is now a pipe's read end
+    assert.matches("^descriptor %(pipe", tostring(c))
+    for _, o in ipairs { a, w, r, c, d } do o:close() end
   end)
 end)

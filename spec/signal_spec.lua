@@ -2,6 +2,7 @@
 -- with SELFPIPE=1), reap(), _sigreset(), and the asynchronous socket events
 -- that raise SIGURG and SIGIO. Real signals, real children, real TCP.
 local ipc = require "unixipc"
+local S = require "support"
 
 local ETIMEDOUT = ipc.errno.ETIMEDOUT
 
@@ -549,5 +550,30 @@ describe("asynchronous socket events", function()
     assert.has_error(function() a:setasync(true) end, "attempt to use a closed socket")
     assert.has_error(function() a:atmark() end, "attempt to use a closed socket")
     assert.has_error(function() r:setowner() end, "attempt to use a closed descriptor")
+  end)
+end)
+
+describe("exec under a live bridge (review fix)", function()
+  it("gives the program the signals that were ignored before the bridge", function()
+    -- a shell ignores HUP (nohup-style), then runs Lua, which bridges HUP and
+    -- execs a program: that program must still ignore HUP
+    local code = [[
+      local ipc = require "unixipc"
+      local sig = assert(ipc.signalfd({ "HUP" }))
+      local pid = ipc.fork()
+      if pid == 0 then
+        ipc.exec("sh", { "-c", "grep SigIgn /proc/self/status" })
+        ipc._exit(127)
+      end
+      ipc.waitpid(pid)
+      sig:close()
+    ]]
+    local p = io.popen(("trap '' HUP; LUA_PATH='lua/?.lua;;' LUA_CPATH=%s lua5.4 -e %s"):format(
+      S.quote(os.getenv("LUA_CPATH") or "build/?.so;;"), S.quote(code)))
+    local out = p:read("a")
+    p:close()
+    local mask = tonumber(out:match("SigIgn:%s*(%x+)"), 16)
+    assert.is_not_nil(mask, out)
+    assert.equal(1, mask & 1, "SIGHUP (bit 0) ignored in the exec'd program")
   end)
 end)

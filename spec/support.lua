@@ -20,6 +20,22 @@ function M.lua(src, mode)
   return io.popen(cmd, mode or "r")
 end
 
+-- the command line that runs examples/<script> against the build under test
+-- (LUA_CPATH from make, so SELFPIPE=1 runs use the self-pipe build)
+function M.examplecmd(script, args)
+  if not script:match("%.lua$") then script = script .. ".lua" end
+  return ("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s timeout 60 lua5.4 examples/%s %s 2>&1"):format(
+    M.quote(os.getenv("LUA_CPATH") or "build/?.so;;"), script, args or "")
+end
+
+-- run an example to the end: its output, then io.popen's close results
+function M.example(script, args)
+  local p = assert(io.popen(M.examplecmd(script, args)))
+  local out = p:read("a")
+  local ok, how, code = p:close()
+  return out, ok, how, code
+end
+
 -- the shell-quoted form of a string
 function M.quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"

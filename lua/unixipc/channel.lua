@@ -12,8 +12,8 @@ local core = require "unixipc.core"
 local type, error, pcall, next = type, error, pcall, next
 local setmetatable, getmetatable, tostring = setmetatable, getmetatable, tostring
 local pack, unpack, byte, sub, format = string.pack, string.unpack, string.byte, string.sub, string.format
-local concat, tunpack = table.concat, table.unpack
-local mtype = math.type
+local concat = table.concat
+local mtype, MININT = math.type, math.mininteger
 
 local MAGIC = 0xA5
 local HEADER = "<BBI4"   -- magic, number of descriptors, body length
@@ -31,93 +31,209 @@ local EPROTO, EMSGSIZE, EINVAL, EAGAIN = errno.EPROTO, errno.EMSGSIZE, errno.EIN
 -- ---- codec -------------------------------------------------------------
 -- tags: 0 nil, 1 false, 2 true, 3 integer (<j), 4 float (<d), 5 string
 -- (<s4), 6 table (<I4 pair count, then key, value, ...)
+--
+-- The encoder appends one piece per value to a module-level list (out,
+-- n) and concatenates it once. Encoding never calls user code and never
+-- yields, so one list serves every channel. Pieces for the common values
+-- are cached: short strings (keys, mostly), small integers, table headers
+-- of small counts. A table's header is a placeholder filled after its pairs
+-- are encoded, so its pairs are walked once.
 
--- The encoder collects format codes and arguments and packs them with one
--- string.pack per FLUSH arguments (instead of one per value).
-local FLUSH = 2000
+local STRMAX, STRCACHE = 40, 4096    -- cache strings up to 40 bytes, 4096 of them
+local INTLO, INTHI = -1024, 4095     -- integers cached in this range
+local OUTKEEP, OUTKEEPLEN = 256, 4096 -- a bigger encoding gets a new list
+
+-- the wire format is little-endian: on a little-endian machine the formats
+-- leave out "<" (string.pack and unpack then parse one option less a call)
+local LE = pack("=I4", 1) == pack("<I4", 1)
+local BS4, BJ, BD = "Bs4", "Bj", "Bd"
+if not LE then BS4, BJ, BD = "<Bs4", "<Bj", "<Bd" end
+
+local strenc, nstrenc = {}, 0
+local intenc = {}
+local tblenc = {}
+for i = 0, 255 do tblenc[i] = pack("<BI4", 6, i) end
+
+local out = {}
+local path = {}      -- tables being encoded (cycle check)
+local busy = false   -- true while encoding: still true after one raised
+
+-- raises "bad argument #1 to 'send' (...)" at the caller of send, without
+-- a pcall around the encoder. Levels seen from bad: 2 the encode call at
+-- depth, 2 + depth the top one, then encodeall, send, and send's caller.
+local function bad(msg, depth)
+  error("bad argument #1 to 'send' (" .. msg .. ")", depth + 5)
+end
 
 local encode
-encode = function(v, fmt, nf, args, na, out, depth, path)
-  local t = type(v)
+encode = function(v, n, depth) -- appends v's pieces after out[n], returns the new n
+  local t, s = type(v)
   if t == "string" then
-    nf = nf + 1
-    fmt[nf], args[na + 1], args[na + 2], na = "Bs4", 5, v, na + 2
+    s = strenc[v]
+    if not s then
+      s = pack(BS4, 5, v)
+      if #v <= STRMAX then
+        if nstrenc >= STRCACHE then strenc, nstrenc = {}, 0 end
+        strenc[v], nstrenc = s, nstrenc + 1
+      end
+    end
   elseif t == "number" then
-    nf = nf + 1
-    if mtype(v) == "integer" then fmt[nf], args[na + 1] = "Bj", 3 else fmt[nf], args[na + 1] = "Bd", 4 end
-    args[na + 2], na = v, na + 2
-  elseif t == "boolean" then
-    nf, na = nf + 1, na + 1
-    fmt[nf], args[na] = "B", v and 2 or 1
-  elseif t == "nil" then
-    nf, na = nf + 1, na + 1
-    fmt[nf], args[na] = "B", 0
+    if mtype(v) == "integer" then
+      s = intenc[v]
+      if not s then
+        s = pack(BJ, 3, v)
+        if v >= INTLO and v <= INTHI then intenc[v] = s end
+      end
+    else
+      s = pack(BD, 4, v)
+    end
   elseif t == "table" then
-    if path[v] then error("cannot send a table that contains itself (cycle)", 0) end
-    if depth >= MAXDEPTH then error(format("tables nested deeper than %d", MAXDEPTH), 0) end
+    if path[v] then bad("cannot send a table that contains itself (cycle)", depth) end
+    if depth >= MAXDEPTH then bad(format("tables nested deeper than %d", MAXDEPTH), depth) end
     path[v] = true
-    local count = 0
-    for _ in next, v do count = count + 1 end
-    nf = nf + 1
-    fmt[nf], args[na + 1], args[na + 2], na = "BI4", 6, count, na + 2
+    local o, se, ie = out, strenc, intenc
+    local at, count, d = n + 1, 0, depth + 1
+    n = at
     for k, x in next, v do
-      nf, na = encode(k, fmt, nf, args, na, out, depth + 1, path)
-      nf, na = encode(x, fmt, nf, args, na, out, depth + 1, path)
+      count = count + 1
+      -- cached keys and values inline, without a call. A key is never a
+      -- float with an integer value (Lua turns those into integers), so
+      -- intenc[k] is right for keys; a value 1.0 is, so values check mtype.
+      s = se[k] or ie[k]
+      if s then n = n + 1; o[n] = s else n = encode(k, n, d) end
+      s = se[x]
+      if not s then
+        if x == true then s = "\2"
+        elseif x == false then s = "\1"
+        else
+          -- an integer, or a float with an integer value (1.0 finds 1's
+          -- piece). Told apart without a call: integer arithmetic wraps
+          -- around, float arithmetic does not.
+          s = ie[x]
+          if s and (x >= 0 and x - MININT >= 0 or x < 0 and x + MININT <= 0) then s = nil end
+        end
+      end
+      if s then n = n + 1; o[n] = s else n = encode(x, n, d) end
     end
     path[v] = nil
+    o[at] = tblenc[count] or pack("<BI4", 6, count)
+    return n
+  elseif t == "boolean" then
+    s = v and "\2" or "\1"
+  elseif t == "nil" then
+    s = "\0"
   else
-    error(format("cannot send a %s", t), 0)
+    bad("cannot send a " .. t, depth)
   end
-  if na >= FLUSH then
-    out[#out + 1] = pack(concat(fmt, "", 1, nf), tunpack(args, 1, na))
-    nf, na = 1, 0
-  end
-  return nf, na
+  n = n + 1
+  out[n] = s
+  return n
 end
 
--- value -> body string; raises (message without position) for what cannot be sent
-local function encodeall(v, path)
-  local fmt, args, out = { "<" }, {}, {}
-  local nf, na = encode(v, fmt, 1, args, 0, out, 0, path)
-  if na > 0 then out[#out + 1] = pack(concat(fmt, "", 1, nf), tunpack(args, 1, na)) end
-  return #out == 1 and out[1] or concat(out)
+-- value -> body string; raises for what cannot be sent (at send's caller)
+-- CAT[n](list) is list[1] .. ... .. list[n]: one concatenation in the VM,
+-- half the cost of table.concat for a few short pieces
+local CATMAX = 64
+local CAT = setmetatable({}, { __index = function(cat, n)
+  local src = {}
+  for i = 1, n do src[i] = "t[" .. i .. "]" end
+  local f = load("return function(t) return " .. concat(src, "..") .. " end", "=channel", "t", {})()
+  cat[n] = f
+  return f
+end })
+
+local function encodeall(v)
+  if busy then path, out = {}, {} end -- an earlier encoding raised half-way
+  busy = true
+  local n = encode(v, 0, 0)
+  busy = false
+  local body
+  if n == 1 then body = out[1]
+  elseif n <= CATMAX then body = CAT[n](out)
+  else body = concat(out, "", 1, n) end
+  if n > OUTKEEP or #body > OUTKEEPLEN then out = {} end
+  return body
 end
+
+-- The decoder reads each value's payload together with the tag of the value
+-- after it, in one string.unpack: decode(s, tag, pos, depth) takes a tag
+-- already read (pos just past it) and returns the value, the next tag and
+-- the position past that tag. The body gets a sentinel byte so the last
+-- value has a "next tag" too (finish checks it is the one read last).
+--
+-- A table of up to 16 pairs is made with its final size (a constructor
+-- with nil fields: array part when the first key is an integer, else hash
+-- part) instead of growing through rehashes.
+local ANEW, HNEW = {}, {}
+for n = 1, 16 do
+  local a, h = {}, {}
+  for i = 1, n do a[i], h[i] = "nil", "k" .. i .. "=nil" end
+  ANEW[n] = load("return function() return {" .. concat(a, ",") .. "} end", "=channel", "t", {})()
+  HNEW[n] = load("return function() return {" .. concat(h, ",") .. "} end", "=channel", "t", {})()
+end
+
+local S4B, JB, DB, I4B = "s4B", "jB", "dB", "I4B"
+if not LE then S4B, JB, DB, I4B = "<s4B", "<jB", "<dB", "<I4B" end
 
 local decode
-decode = function(s, pos, depth)
-  local tag = byte(s, pos)
-  if tag == 5 then
-    return unpack("<s4", s, pos + 1)
-  elseif tag == 3 then
-    return unpack("<j", s, pos + 1)
-  elseif tag == 4 then
-    return unpack("<d", s, pos + 1)
-  elseif tag == 6 then
+decode = function(s, tag, pos, depth)
+  if tag == 6 then
     if depth >= MAXDEPTH then error("tables nested too deeply", 0) end
     local count
-    count, pos = unpack("<I4", s, pos + 1)
+    count, tag, pos = unpack(I4B, s, pos)
     if count * 2 > #s - pos + 1 then error("table count beyond the frame", 0) end
-    local t = {}
+    local new = (tag == 3 and ANEW or HNEW)[count]
+    local t, d = new and new() or {}, depth + 1
     for _ = 1, count do
       local k, v
-      k, pos = decode(s, pos, depth + 1)
-      if k == nil or k ~= k then error("invalid table key", 0) end
-      v, pos = decode(s, pos, depth + 1)
-      if v == nil or t[k] ~= nil then error("invalid table entry", 0) end
+      -- string and integer keys, plain values inline: no call of their own
+      if tag == 5 then
+        k, tag, pos = unpack(S4B, s, pos)
+      elseif tag == 3 then
+        k, tag, pos = unpack(JB, s, pos)
+      else
+        k, tag, pos = decode(s, tag, pos, d)
+        if k == nil or k ~= k then error("invalid table key", 0) end
+      end
+      if tag == 3 then
+        v, tag, pos = unpack(JB, s, pos)
+      elseif tag == 5 then
+        v, tag, pos = unpack(S4B, s, pos)
+      elseif tag == 2 then
+        v, tag, pos = true, byte(s, pos), pos + 1
+      elseif tag == 1 then
+        v, tag, pos = false, byte(s, pos), pos + 1
+      else
+        v, tag, pos = decode(s, tag, pos, d)
+        if v == nil then error("invalid table entry", 0) end
+      end
+      if t[k] ~= nil then error("invalid table entry", 0) end
       t[k] = v
     end
-    return t, pos
+    return t, tag, pos
+  elseif tag == 5 then
+    return unpack(S4B, s, pos)
+  elseif tag == 3 then
+    return unpack(JB, s, pos)
+  elseif tag == 4 then
+    return unpack(DB, s, pos)
   elseif tag == 2 then
-    return true, pos + 1
+    return true, byte(s, pos), pos + 1
   elseif tag == 1 then
-    return false, pos + 1
+    return false, byte(s, pos), pos + 1
   elseif tag == 0 then
-    return nil, pos + 1
+    return nil, byte(s, pos), pos + 1
   end
   error(tag and format("unknown value tag %d", tag) or "value cut short", 0)
 end
 
 -- ---- channel -------------------------------------------------------------
+
+-- headers of frames without descriptors and of at most HCACHE body bytes,
+-- packed or unpacked once: body length -> header, header -> body length
+local HCACHE = 4096
+local JOIN = 16384 -- a frame with a body up to this is joined and sent in one piece
+local hdrenc, hdrlen = {}, {}
 
 local Channel = {}
 Channel.__index = Channel
@@ -175,7 +291,8 @@ end
 
 -- send(value [, fds]) -> true | nil, msg, errno
 function Channel:send(value, fds)
-  local sock = checkopen(self)
+  local sock = self.sock
+  if not sock then error("attempt to use a closed channel", 2) end
   local nf = 0
   if fds ~= nil then
     if type(fds) ~= "table" then
@@ -183,12 +300,7 @@ function Channel:send(value, fds)
     end
     nf = #fds
   end
-  local path = self.path
-  local ok, body = pcall(encodeall, value, path)
-  if not ok then
-    for k in next, path do path[k] = nil end
-    error("bad argument #1 to 'send' (" .. tostring(body) .. ")", 2)
-  end
+  local body = encodeall(value)
   local len = #body
   if len > self.maxsize then
     return nil, format("channel: frame of %d bytes exceeds maxsize %d", len, self.maxsize), EMSGSIZE
@@ -196,26 +308,39 @@ function Channel:send(value, fds)
   if nf > SCM_MAX_FD then
     return nil, format("channel: too many descriptors (%d, at most %d per frame)", nf, SCM_MAX_FD), EINVAL
   end
-  local head = pack(HEADER, MAGIC, nf, len)
-  local sopts, data = self.sopts, self.sdata
+  -- the frame's descriptors go with its first bytes; on seqpacket a frame
+  -- goes out in records of at most RECORD bytes
+  local head = nf == 0 and hdrenc[len]
+  if not head then
+    head = pack(HEADER, MAGIC, nf, len)
+    if nf == 0 and len <= HCACHE then hdrenc[len], hdrlen[head] = head, len end
+  end
+  local sent, msg, err
+  if len <= JOIN then
+    -- a small frame: header and body joined, one send (sendmsg with fds)
+    local frame = head .. body
+    if nf == 0 then
+      sent, msg, err = sock:send(frame)
+    else
+      sent, msg, err = sock:sendmsg { data = frame, fds = fds }
+    end
+    if not sent then return nil, msg, err end -- nothing went out
+    if sent == len + HLEN then return true end
+    if self.seq then return fail(self, "short seqpacket record", EPROTO) end
+    return sendrest(self, sock, sub(frame, sent + 1))
+  end
+  -- a big one: header and the body's first bytes gathered by sendmsg (no
+  -- copy of the body), the rest after
   local first = body
   if self.seq and len > RECORD - HLEN then first = sub(body, 1, RECORD - HLEN) end
-  data[1], data[2] = head, first
-  sopts.fds = nf > 0 and fds or nil
-  local sent, msg, err = sock:sendmsg(sopts)
-  data[1], data[2], sopts.fds = "", "", nil
+  sent, msg, err = sock:sendmsg { data = { head, first }, fds = nf > 0 and fds or nil }
   if not sent then return nil, msg, err end -- nothing went out
-  local total = HLEN + #first
-  if sent < total then
+  if sent < HLEN + #first then
     if self.seq then return fail(self, "short seqpacket record", EPROTO) end
     local rest = sent < HLEN and (sub(head, sent + 1) .. body) or sub(body, sent - HLEN + 1)
-    local ok2, m2, e2 = sendrest(self, sock, rest)
-    if not ok2 then return ok2, m2, e2 end
+    return sendrest(self, sock, rest)
   end
-  if first ~= body then
-    local ok2, m2, e2 = sendrest(self, sock, sub(body, #first + 1))
-    if not ok2 then return ok2, m2, e2 end
-  end
+  if first ~= body then return sendrest(self, sock, sub(body, #first + 1)) end
   return true
 end
 
@@ -238,11 +363,104 @@ local function takeheader(self, head)
   return true
 end
 
+-- a recvmsg result of the frame in progress: descriptors, header bytes or
+-- body bytes. true, or what recv returns on failure.
+local function absorb(self, data, fds, info)
+  local rfds = self.rfds
+  local nr = #fds
+  if nr > 0 then
+    local base = #rfds
+    for i = 1, nr do rfds[base + i] = fds[i] end
+    if base + nr > self.maxfds then return fail(self, "too many descriptors with one frame") end
+  end
+  if info.ctruncated then return fail(self, "descriptors truncated (more than maxfds sent)") end
+  if info.truncated then return fail(self, "record truncated (longer than a frame record)") end
+  local total = self.total
+  if not total then
+    local head = self.head
+    head = head == "" and data or head .. data
+    if #head < HLEN then
+      self.head = head
+      return true
+    end
+    return takeheader(self, head)
+  end
+  if #data > total - self.have then
+    return fail(self, "malformed frame (record longer than its frame)")
+  elseif #data > 0 then
+    local parts = self.parts
+    parts[#parts + 1] = data
+    self.have = self.have + #data
+  end
+  return true
+end
+
+-- a whole frame: body and its descriptors -> value, fds
+local function finish(self, s, start, len, fds, nfds)
+  local nr = #fds
+  if nr ~= nfds then
+    closefds(fds)
+    return fail(self, format("frame announced %d descriptors but %d came with it", nfds, nr))
+  end
+  -- s holds the body from start, len bytes, then a sentinel (the last
+  -- value's "next tag"); a malformed body raises, in decode or in
+  -- string.unpack reading past its end
+  local ok, value, _, pos = pcall(decode, s, byte(s, start), start + 1, 0)
+  local stop = start + len + 1
+  if not ok or pos ~= stop or len == 0 then
+    closefds(fds)
+    local why = not ok and tostring(value) or (len == 0 or pos > stop) and "value cut short" or "trailing bytes"
+    return fail(self, "malformed frame (" .. why .. ")")
+  end
+  return value, fds
+end
+
 -- recv() -> value, fds | nil, msg, errno. "eof" at a clean end of stream;
 -- a timeout keeps the partial frame for the next call.
 function Channel:recv()
-  local sock = checkopen(self)
-  local ropts, rfds, parts = self.ropts, self.rfds, self.parts
+  local sock = self.sock
+  if not sock then error("attempt to use a closed channel", 2) end
+  local seq = self.seq
+  if self.total == nil and self.head == "" and self.rfds[1] == nil then
+    -- a new frame. Common case: the header (stream) or the whole frame
+    -- (seqpacket, one record) in one recvmsg, then (stream) the body in one
+    -- recv; anything else goes on through absorb and the loop below
+    local data, fds, info = sock:recvmsg(seq and self.rrecord or self.rhead)
+    if not data then return nil, fds, info end -- nothing of a frame was read
+    local nd, nr = #data, #fds
+    if nd >= HLEN and not info.ctruncated and not info.truncated then
+      local magic, nfds, len = MAGIC, 0, nd == HLEN and hdrlen[data]
+      if not len then
+        magic, nfds, len = unpack(HEADER, data)
+        if magic == MAGIC and nfds == 0 and len <= HCACHE and nd == HLEN then
+          hdrenc[len], hdrlen[data] = data, len
+        end
+      end
+      if magic == MAGIC and nfds == nr and nfds <= self.maxfds and len <= self.maxsize then
+        if seq then
+          if nd == HLEN + len then return finish(self, data .. "\0", HLEN + 1, len, fds, nfds) end
+        elseif len > 0 and len <= CHUNK then
+          local body, m, e = sock:recv(len)
+          if body and #body == len then return finish(self, body .. "\0", 1, len, fds, nfds) end
+          -- the body comes in pieces, or later: keep what came
+          local rfds = self.rfds
+          for i = 1, nr do rfds[i] = fds[i] end
+          self.total, self.nfds = len, nfds
+          if not body then
+            if m == "eof" then return fail(self, "end of stream in the middle of a frame") end
+            return nil, m, e
+          end
+          self.parts[1], self.have = body, #body
+          data = nil
+        end
+      end
+    end
+    if data then
+      local ok, m, e = absorb(self, data, fds, info)
+      if not ok then return ok, m, e end
+    end
+  end
+  local ropts, parts = self.ropts, self.parts
   while true do
     local total, want = self.total
     if total then
@@ -252,7 +470,7 @@ function Channel:recv()
       want = HLEN - #self.head
     end
     local data, fds, info
-    if total and not self.seq then
+    if total and not seq then
       -- the rest of a stream frame: its descriptors came with its first
       -- bytes (the header); any a peer sends with later bytes belong to no
       -- frame, and recv lets the kernel close them
@@ -263,51 +481,26 @@ function Channel:recv()
         goto continue
       end
     else
-      ropts.size = self.seq and RECORDMAX or (want < CHUNK and want or CHUNK)
+      ropts.size = seq and RECORDMAX or (want < CHUNK and want or CHUNK)
       data, fds, info = sock:recvmsg(ropts)
     end
     if not data then
-      if fds == "eof" and (total or self.head ~= "" or #rfds > 0) then
-        return fail(self, "end of stream in the middle of a frame")
-      end
+      if fds == "eof" then return fail(self, "end of stream in the middle of a frame") end
       return nil, fds, info
     end
-    local nr = #fds
-    if nr > 0 then
-      local base = #rfds
-      for i = 1, nr do rfds[base + i] = fds[i] end
-      if base + nr > self.maxfds then return fail(self, "too many descriptors with one frame") end
-    end
-    if info.ctruncated then return fail(self, "descriptors truncated (more than maxfds sent)") end
-    if info.truncated then return fail(self, "record truncated (longer than a frame record)") end
-    if not total then
-      local head = self.head
-      head = head == "" and data or head .. data
-      if #head < HLEN then
-        self.head = head
-      else
-        local ok, m, e = takeheader(self, head)
-        if not ok then return ok, m, e end
-      end
-    elseif #data > want then
-      return fail(self, "malformed frame (record longer than its frame)")
-    elseif #data > 0 then
-      parts[#parts + 1] = data
-      self.have = self.have + #data
+    do
+      local ok, m, e = absorb(self, data, fds, info)
+      if not ok then return ok, m, e end
     end
     ::continue::
   end
-  if #rfds ~= self.nfds then
-    return fail(self, format("frame announced %d descriptors but %d came with it", self.nfds, #rfds))
-  end
-  local body = #parts == 1 and parts[1] or concat(parts)
-  local ok, value, pos = pcall(decode, body, 1, 0)
-  if not ok then return fail(self, "malformed frame (" .. tostring(value) .. ")") end
-  if pos ~= #body + 1 then return fail(self, "malformed frame (trailing bytes)") end
+  local rfds = self.rfds
   local got = {}
   for i = 1, #rfds do got[i], rfds[i] = rfds[i], nil end
+  parts[#parts + 1] = "\0" -- the sentinel, in the one copy that joins the parts
+  local s, len, nfds = concat(parts), self.total, self.nfds
   resetframe(self)
-  return value, got
+  return finish(self, s, 1, len, got, nfds)
 end
 
 -- close(): closes the socket and any descriptor of a half-received frame
@@ -369,13 +562,12 @@ local function channel(sock, opts)
     seq = kind == "seqpacket",
     maxsize = optint(opts, "maxsize", DEFAULT_MAXSIZE, 0, 0xffffffff),
     maxfds = maxfds,
-    ropts = { size = HLEN, maxfds = maxfds },
-    sdata = { "", "" },
+    rhead = { size = HLEN, maxfds = maxfds },     -- a stream frame's header
+    rrecord = { size = RECORDMAX, maxfds = maxfds }, -- a seqpacket record
+    ropts = { size = HLEN, maxfds = maxfds },     -- the rest of a frame
     rfds = {},
     parts = {},
-    path = {},
   }
-  self.sopts = { data = self.sdata }
   resetframe(self)
   return setmetatable(self, Channel)
 end

@@ -161,7 +161,7 @@ local function child(fn, own, other, ...)
   local reset = IPC._sigreset or core._sigreset
   if reset then reset() end
   other:close()
-  local chan = IPC.channel and IPC.channel(own) or own
+  local chan = IPC.channel(own)
   fn(chan, ...) -- results dropped: only _forkrun itself may be returned
 end
 
@@ -183,7 +183,7 @@ local function spawn(fn, ...)
     return nil, msg, err
   end
   theirs:close()
-  local chan = IPC.channel and IPC.channel(mine) or mine
+  local chan = IPC.channel(mine)
   return setmetatable({ pid = pid, chan = chan, _owner = core.getpid() }, Proc)
 end
 
