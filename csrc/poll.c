@@ -95,23 +95,15 @@ static short checkevents(lua_State *L, int idx) {
   return checkeventsarg(L, idx, 1);
 }
 
-/* poll(2) until it answers, EINTR retried with the time left: r >= 0, or -1 with *perr */
+/* poll(2) until it answers, EINTR retried with the time left: r >= 0, or
+   -1 with *perr. Timeout 0 reads no clock; a wait longer than a poll(2)
+   call takes goes on in steps (uipc_pollms), math.huge for ever. */
 static int pollwait(struct pollfd *fds, nfds_t n, double timeout, int *perr) {
-  /* math.huge waits for ever; a wait longer than poll(2) takes (24 days) goes in steps */
-  double deadline = timeout > 0 && timeout < HUGE_VAL ? uipc_now() + timeout : -1;
+  double deadline = timeout > 0 ? uipc_now() + timeout : -1;
   for (;;) {
-    int ms = timeout == 0 ? 0 : -1, r, longer = 0; /* 0: no clock to read */
-    if (deadline >= 0) {
-      double left = deadline - uipc_now();
-      if (left > INT_MAX / 1000)
-        ms = INT_MAX, longer = 1;
-      else
-        ms = left <= 0 ? 0 : (int)ceil(left * 1000);
-    }
-    r = poll(fds, n, ms);
-    if (r > 0 || (r == 0 && !longer)) return r;
-    if (r == 0) continue;
-    if (errno != EINTR) {
+    int r = poll(fds, n, timeout == 0 ? 0 : uipc_pollms(deadline));
+    if (r > 0 || (r == 0 && (timeout == 0 || uipc_now() >= deadline))) return r;
+    if (r < 0 && errno != EINTR) {
       *perr = errno;
       return -1;
     }
