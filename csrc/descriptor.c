@@ -23,7 +23,7 @@ uipc_Fd *uipc_newfd(lua_State *L, int issock) {
   uipc_Fd *o = (uipc_Fd *)lua_newuserdatauv(L, sizeof(uipc_Fd), 0);
   o->fd = -1;
   o->issock = (unsigned char)(issock != 0);
-  o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = 0;
+  o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = o->handed = 0;
   o->family = o->type = 0;
   o->timeout = -1;
   o->events[0] = 'r';
@@ -604,6 +604,7 @@ static int fd_tofile(lua_State *L) {
   p->f = f;
   p->closef = tofile_close;
   o->fd = -1; /* the io file owns it now */
+  o->handed = 1;
   return 1;
 }
 

@@ -320,7 +320,8 @@ static int drop(Lock *l) {
   long r;
   if (fd < 0) return 0;
   l->fd = -1;
-  if (!stillopen(l, fd)) return 0;
+  if (!stillopen(l, fd)) /* closed: the lock went with it, unless tofile() kept it alive */
+    return l->owner == OWN_OBJ && ((const uipc_Fd *)l->ref)->handed ? EBADF : 0;
   if (l->kind == K_FLOCK) {
     r = UIPC_RETRY(flock(fd, LOCK_UN));
   } else {
@@ -475,6 +476,9 @@ static int lock_release(lua_State *L) {
   int err = drop(l);
   lua_pushvalue(L, MT_DONE);
   lua_setmetatable(L, 1);
+  if (err == EBADF && l->owner == OWN_OBJ && ((const uipc_Fd *)l->ref)->handed)
+    return uipc_failmsg(L, "release", "the descriptor was handed to an io file by tofile(); "
+                        "the lock stays until that file is closed", EBADF);
   if (err) return uipc_fail(L, l->kind == K_FLOCK ? "flock" : "fcntl", err);
   lua_pushboolean(L, 1);
   return 1;

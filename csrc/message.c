@@ -233,6 +233,46 @@ static int sock_sendmsg(lua_State *L) {
   memset(&msg, 0, sizeof msg);
   sendslots(L);
 
+  /*
+   * Everything that can run Lua code (metamethods of the cred and address
+   * tables, finalizers during their allocations) comes first: once pointers
+   * into the data strings and descriptor numbers are taken, nothing runs
+   * that could drop those strings or close those descriptors.
+   */
+  /* cred at 6 */
+  switch (lua_type(L, 6)) {
+    case LUA_TNIL: break;
+    case LUA_TBOOLEAN:
+      if (!lua_toboolean(L, 6)) break;
+      hascred = 1;
+      uc.pid = getpid();
+      uc.uid = getuid();
+      uc.gid = getgid();
+      break;
+    case LUA_TTABLE:
+      hascred = 1;
+      uc.pid = (pid_t)credfield(L, 2, 6, "pid", getpid());
+      uc.uid = (uid_t)credfield(L, 2, 6, "uid", getuid());
+      uc.gid = (gid_t)credfield(L, 2, 6, "gid", getgid());
+      break;
+    default:
+      return uipc_argerror(L, 2, "cred must be true or a {pid=, uid=, gid=} table, got %s",
+                           luaL_typename(L, 6));
+  }
+
+  flags = fieldflags(L, 2, 7);
+
+  /* to (at 8): copied to index 2 so address errors name the table's argument */
+  if (!lua_isnil(L, 8)) {
+    int rc;
+    socklen_t alen;
+    lua_copy(L, 8, 2);
+    rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &alen, 0);
+    if (rc) return uipc_addrfail(L, "sendmsg", rc);
+    msg.msg_name = &ss;
+    msg.msg_namelen = alen;
+  }
+
   /* data at 3 (kept on the stack: it anchors the strings) */
   switch (lua_type(L, 3)) {
     case LUA_TNIL: break;
@@ -283,28 +323,6 @@ static int sock_sendmsg(lua_State *L) {
                            luaL_typename(L, 5));
   }
 
-  /* cred at 6 */
-  switch (lua_type(L, 6)) {
-    case LUA_TNIL: break;
-    case LUA_TBOOLEAN:
-      if (!lua_toboolean(L, 6)) break;
-      hascred = 1;
-      uc.pid = getpid();
-      uc.uid = getuid();
-      uc.gid = getgid();
-      break;
-    case LUA_TTABLE:
-      hascred = 1;
-      uc.pid = (pid_t)credfield(L, 2, 6, "pid", getpid());
-      uc.uid = (uid_t)credfield(L, 2, 6, "uid", getuid());
-      uc.gid = (gid_t)credfield(L, 2, 6, "gid", getgid());
-      break;
-    default:
-      return uipc_argerror(L, 2, "cred must be true or a {pid=, uid=, gid=} table, got %s",
-                           luaL_typename(L, 6));
-  }
-
-  flags = fieldflags(L, 2, 7);
 
   /*
    * A stream socket has no message boundary to carry ancillary data alone:
@@ -313,17 +331,6 @@ static int sock_sendmsg(lua_State *L) {
   if (total == 0 && (nfds > 0 || hascred) && o->type == SOCK_STREAM)
     return uipc_argerror(L, 2, "a stream socket needs at least one data byte to carry "
                                "descriptors or credentials");
-
-  /* to (at 8): copied to index 2 so address errors name the table's argument */
-  if (!lua_isnil(L, 8)) {
-    int rc;
-    socklen_t alen;
-    lua_copy(L, 8, 2);
-    rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &alen, 0);
-    if (rc) return uipc_addrfail(L, "sendmsg", rc);
-    msg.msg_name = &ss;
-    msg.msg_namelen = alen;
-  }
 
   msg.msg_iov = iov;
   msg.msg_iovlen = (size_t)niov;
@@ -482,9 +489,11 @@ static int sock_recvmsg(lua_State *L) {
     g->busy = 1;
     lua_toclose(L, gidx);
   } else if (r == 0 && size > 0 &&
-             (o->type == SOCK_STREAM || (o->type != SOCK_DGRAM && msg.msg_controllen == 0))) {
-    /* end of stream (a stream never carries empty messages; with SO_PASSCRED
-       the kernel attaches credentials even at EOF) */
+             (o->type == SOCK_STREAM || (o->type == SOCK_SEQPACKET && uipc_seqeof(o->fd)))) {
+    /* end of stream: a stream never carries empty messages; a seqpacket
+       socket may, so ask whether the peer is gone (with SO_PASSCRED the
+       kernel attaches credentials even at EOF, so the control data cannot
+       tell) */
     lua_pushnil(L);
     lua_pushliteral(L, "eof");
     return 2;

@@ -65,7 +65,13 @@ static inline __attribute__((always_inline)) int keyfdref(lua_State *L, int idx,
     uipc_argerror(L, argn, "poll key has no getfd or fileno method");
   lua_pushvalue(L, idx);
   lua_call(L, 1, 1);
-  fd = lua_tointeger(L, -1);
+  {
+    int isnum; /* LuaSocket's getfd answers a float such as 5.0 */
+    fd = lua_tointegerx(L, -1, &isnum);
+    if (!isnum || lua_type(L, -1) != LUA_TNUMBER)
+      uipc_argerror(L, argn, "poll key's getfd/fileno gave %s, not a descriptor",
+                    luaL_typename(L, -1));
+  }
   lua_pop(L, 1);
   if (fd < 0 || fd > INT_MAX) uipc_argerror(L, argn, "poll key is closed");
   return (int)fd;

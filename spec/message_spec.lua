@@ -657,3 +657,38 @@ print("python done", len(fds))
     srv:close()
   end)
 end)
+
+describe("recvmsg on seqpacket (review fix)", function()
+  it("returns an empty record as \"\" and the end of stream as eof", function()
+    local a, b = ipc.socketpair("seqpacket")
+    a:sendmsg{ data = "" }
+    a:sendmsg{ data = "x" }
+    local data, fds = b:recvmsg()
+    assert.equal("", data)
+    assert.same({}, fds)
+    assert.equal("x", (b:recvmsg()))
+    a:close()
+    assert.same({ nil, "eof" }, { b:recvmsg() })
+    b:close()
+  end)
+
+  it("reads cred and to before taking data: metamethods cannot free what is sent", function()
+    local a, b = ipc.socketpair("dgram")
+    local data = { string.rep("A", 1000) .. tostring(os.time()) }
+    local want = data[1]
+    local cred = setmetatable({}, { __index = function()
+      data[1] = nil
+      collectgarbage()
+      collectgarbage()
+    end })
+    assert.is_true(a:setoption("passcred", true))
+    local n = a:sendmsg{ data = data, cred = cred }
+    -- data[1] was dropped by the metamethod before the data was read: nothing
+    -- of it is sent (the list is empty by then), and nothing freed is touched
+    assert.equal(0, n)
+    assert.equal("", (b:recvmsg()))
+    assert.is_string(want)
+    a:close()
+    b:close()
+  end)
+end)

@@ -606,3 +606,12 @@ describe("pollset", function()
     w:close()
   end)
 end)
+
+describe("poll keys (review fix)", function()
+  it("refuse a foreign getfd that answers something other than a descriptor", function()
+    local bad = setmetatable({}, { __index = { getfd = function() return nil end } })
+    assert.error_matches(function() ipc.poll({ [bad] = "r" }, 0) end, "gave nil, not a descriptor")
+    local odd = { getfd = function() return "0" end }
+    assert.error_matches(function() ipc.poll({ [odd] = "r" }, 0) end, "gave string, not a descriptor")
+  end)
+end)
