@@ -16,7 +16,8 @@
  *     one value from body[pos] (default 1) to its very end; a malformed body
  *     raises a message without position ("value cut short", "trailing
  *     bytes", "unknown value tag 9", ...). Counts are checked against the
- *     bytes left before anything is allocated for them.
+ *     bytes left before anything is allocated for them, and tables are
+ *     preallocated within a budget for the whole body (1 slot per 8 bytes).
  *
  * The encoder writes into its own buffer rather than a luaL_Buffer: the
  * walk keeps tables and keys on the Lua stack between appends, and a
@@ -229,6 +230,7 @@ static int codec_encode(lua_State *L) {
 typedef struct Dec {
   lua_State *L;
   const unsigned char *p, *end;
+  size_t budget; /* table slots still to preallocate, for the whole body */
 } Dec;
 
 static int decfail(lua_State *L, const char *msg) {
@@ -268,17 +270,22 @@ static void decvalue(Dec *d, int tag, int depth);
 static void dectable(Dec *d, int depth) {
   lua_State *L = d->L;
   uint32_t count, i;
+  size_t pre;
   int t;
   if (depth >= MAXDEPTH) decfail(L, "tables nested too deeply");
   if (d->end - d->p < 4) decfail(L, "value cut short");
   count = get32(d->p);
   d->p += 4;
-  /* every pair takes at least two bytes: the table is never made bigger
-     than what is left of the body can fill */
+  /* every pair takes at least two bytes */
   if ((uint64_t)count * 2 > (uint64_t)(d->end - d->p)) decfail(L, "table count beyond the frame");
   if (!lua_checkstack(L, 6)) decfail(L, "tables nested too deeply");
-  if (count > 0 && *d->p == T_INT) lua_createtable(L, (int)count, 0);
-  else lua_createtable(L, 0, (int)count);
+  /* made with its final size, within a budget for the whole body: nested
+     tables all claiming the bytes left cannot multiply the allocation (past
+     the budget a table grows with the pairs that really come) */
+  pre = count < d->budget ? count : d->budget;
+  d->budget -= pre;
+  if (pre > 0 && *d->p == T_INT) lua_createtable(L, (int)pre, 0);
+  else lua_createtable(L, 0, (int)pre);
   t = lua_gettop(L);
   for (i = 0; i < count; i++) {
     int tag = gettag(d);
@@ -347,6 +354,7 @@ static int codec_decode(lua_State *L) {
   d.L = L;
   d.p = (const unsigned char *)s + (pos - 1);
   d.end = (const unsigned char *)s + len;
+  d.budget = (size_t)(d.end - d.p) / 8 + 16; /* a pair of distinct keys takes 6 bytes or more */
   lua_settop(L, 1); /* keeps the body alive under the walk */
   decvalue(&d, gettag(&d), 0);
   if (d.p != d.end) decfail(L, "trailing bytes");

@@ -288,8 +288,21 @@ describe("codec", function()
       assert.equal(c[2], err)
     end
     local used = collectgarbage("count") - before
-    collectgarbage("restart")
     assert.is_true(used < 64, "allocated " .. used .. " KiB")
+    -- 150 nested tables, each claiming all the bytes left, over 1 MiB of
+    -- pairs that turn out bad: what is made stays in proportion to the body
+    local parts, size = {}, 1024 * 1024
+    for i = 1, 150 do
+      parts[i] = pack("<BI4", 6, (size - 6 * i) // 2) .. "\2"
+    end
+    local body = table.concat(parts) .. string.rep("\0", size - #table.concat(parts))
+    before = collectgarbage("count")
+    local ok, err = pcall(decode, body)
+    used = collectgarbage("count") - before
+    collectgarbage("restart")
+    assert.is_false(ok)
+    assert.equal("invalid table entry", err)
+    assert.is_true(used < 16 * size / 1024, "allocated " .. used .. " KiB for a body of 1 MiB")
     -- a count that exactly fits is fine
     assert.is_true(same({ [true] = true }, decode(pack("<BI4", 6, 1) .. "\2\2")))
   end)
