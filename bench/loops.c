@@ -361,7 +361,8 @@ int main(int argc, char **argv) {
     {"sendrecv", loop_sendrecv}, {"bulk", loop_bulk},   {"pingpong", loop_pingpong},
     {"fdpass", loop_fdpass},     {"flock", loop_flock}, {"fcntl", loop_fcntl},
     {"fork", loop_fork},         {"signal", loop_signal}, {"channel", loop_channel},
-    {"poll", loop_poll},         {NULL, NULL}};
+    {"poll", loop_poll},         {"polltable", loop_poll}, /* C has one way */
+    {NULL, NULL}};
   int i;
   if (argc >= 3 && strcmp(argv[1], "httpd") == 0)
     return httpd(argv[2], argc > 3 ? atoi(argv[3]) : 4);

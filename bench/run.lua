@@ -40,6 +40,8 @@ local LOOPS = {
   { name = "signal", what = "kill self + read through signalfd", cpu = true, target = 0.60 },
   { name = "channel", what = "channel send + recv of a small table", cpu = true },
   { name = "poll", what = "poll 1000 idle descriptors + 1 ready", cpu = true },
+  { name = "polltable", what = "the same, the set passed as a table each call (ipc.poll)",
+    cpu = true },
   { name = "http", what = "prefork HTTP server under wrk (requests/s)", http = true },
 }
 

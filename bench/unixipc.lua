@@ -172,7 +172,33 @@ function loops.channel()
   end)
 end
 
+-- the Python idiom: a set registered once (ipc.pollset), the ready one in
+-- the middle as in C and Python
 function loops.poll()
+  need(ipc.pollset, "ipc.pollset")
+  local ps, keep = ipc.pollset(), {}
+  local r
+  for i = 1, 500 do
+    if i == 251 then
+      local w
+      w, r = assert(ipc.socketpair())
+      w:send("x")
+      keep[#keep + 1] = w
+      ps:add(r, "r")
+    end
+    local a, b = assert(ipc.socketpair())
+    ps:add(a, "r")
+    ps:add(b, "r")
+    keep[#keep + 1] = a
+  end
+  run(10, function()
+    local ready = ps:wait(0)
+    assert(ready[r] == "r")
+  end)
+end
+
+-- the same set passed to ipc.poll as a table on every call
+function loops.polltable()
   local set, keep = {}, {}
   for _ = 1, 500 do
     local a, b = assert(ipc.socketpair())

@@ -64,15 +64,13 @@ static fdguard *newguard(lua_State *L) {
 }
 
 /*
- * Field names live in the methods' upvalues (after the two metatables that
- * uipc_toobj expects): a raw get with an interned key skips the string
- * lookup lua_getfield/lua_setfield do on every call.
+ * The names of the info fields live in the methods' upvalues (after the two
+ * metatables that uipc_toobj expects): a raw set with an interned key skips
+ * the string lookup lua_setfield does on every call.
  */
-static const char *const keynames[] = {"data", "fds", "cred", "to", "flags", "size", "maxfds",
-                                       "truncated", "ctruncated", "from", "pid", "uid", "gid",
-                                       NULL};
-enum { K_DATA = 3, K_FDS, K_CRED, K_TO, K_FLAGS, K_SIZE, K_MAXFDS, K_TRUNC, K_CTRUNC, K_FROM,
-       K_PID, K_UID, K_GID, K_GUARD, K_END };
+static const char *const keynames[] = {"truncated", "ctruncated", "flags", "from", "cred", "pid",
+                                       "uid", "gid", NULL};
+enum { K_TRUNC = 3, K_CTRUNC, K_FLAGS, K_FROM, K_CRED, K_PID, K_UID, K_GID, K_GUARD, K_END };
 
 /* push a free guard: the shared one (upvalue K_GUARD), or a fresh one when it is in use */
 static fdguard *pushguard(lua_State *L) {
@@ -84,54 +82,35 @@ static fdguard *pushguard(lua_State *L) {
   return newguard(L);
 }
 
-/* push t[key] (raw), return its type */
-static int getkey(lua_State *L, int t, int k) {
+/* push the interned key k, for a lua_rawset once its value is pushed */
+static void pushkey(lua_State *L, int k) {
   lua_pushvalue(L, lua_upvalueindex(k));
-  return lua_rawget(L, t);
 }
 
-/* t[key] = value at the top (raw), popping it; t is a negative index below it */
-static void setkey(lua_State *L, int t, int k) {
-  lua_pushvalue(L, lua_upvalueindex(k));
-  lua_insert(L, -2);
-  lua_rawset(L, t - 1);
+/*
+ * uipc_toobj's test with the order that suits each use (sockets for self,
+ * descriptors for fds[i]): a raw compare with an upvalue costs less than
+ * its lua_topointer of each metatable. NULL when not ours.
+ */
+static uipc_Fd *toours(lua_State *L, int idx, int sockfirst) {
+  uipc_Fd *o = (uipc_Fd *)lua_touserdata(L, idx);
+  int ok;
+  if (!o || !lua_getmetatable(L, idx)) return NULL;
+  ok = lua_rawequal(L, -1, lua_upvalueindex(sockfirst ? 2 : 1)) ||
+       lua_rawequal(L, -1, lua_upvalueindex(sockfirst ? 1 : 2));
+  lua_pop(L, 1);
+  return ok ? o : NULL;
+}
+
+/* self: an open socket (uipc_checksock's messages) */
+static uipc_Fd *checkself(lua_State *L) {
+  uipc_Fd *o = toours(L, 1, 1);
+  if (!o || !o->issock) luaL_typeerror(L, 1, "unixipc socket");
+  if (o->fd < 0) luaL_error(L, "attempt to use a closed socket");
+  return o;
 }
 
 /* ---- sendmsg ---------------------------------------------------------- */
-
-static const char *const sendfields[] = {"data", "fds", "cred", "to", "flags", NULL};
-static const char *const recvfields[] = {"size", "maxfds", "flags", NULL};
-
-/*
- * Every key of the table at idx is one of names. found is how many of them
- * the caller saw non-nil: when the table holds exactly that many keys (the
- * usual case) nothing needs comparing.
- */
-static void checkfields(lua_State *L, int idx, const char *const *names, int found) {
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    n++;
-  }
-  if (n == found) return;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *const *p = names;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -1);
-      for (; *p; p++)
-        if (strcmp(*p, k) == 0) break;
-    } else
-      p = NULL;
-    if (!p || !*p) {
-      if (lua_type(L, -1) == LUA_TSTRING)
-        uipc_argerror(L, idx, "unknown field '%s'", lua_tostring(L, -1));
-      uipc_argerror(L, idx, "unknown field of type %s", luaL_typename(L, -1));
-    }
-  }
-}
 
 /* flags field: nil, an integer, or names as in send ("peek|dontwait", "MSG_OOB") */
 static int fieldflags(lua_State *L, int t, int idx) {
@@ -179,7 +158,7 @@ static int elemfd(lua_State *L, int t, lua_Integer i) {
       uipc_argerror(L, t, "fds[%d] must be a non-negative integer descriptor", (int)i);
     return (int)fd;
   }
-  if ((o = uipc_toobj(L, -1)) != NULL) {
+  if ((o = toours(L, -1, 0)) != NULL) {
     if (o->fd < 0)
       uipc_argerror(L, t, "fds[%d]: attempt to use a closed %s", (int)i,
                     o->issock ? "socket" : "descriptor");
@@ -208,11 +187,38 @@ static lua_Integer credfield(lua_State *L, int t, int idx, const char *k, lua_In
 }
 
 /*
+ * One walk over the sendmsg table puts its fields in fixed slots: data 3,
+ * (4 the iov box), fds 5, cred 6, flags 7, to 8; absent ones are nil. A
+ * key is known by its length and bytes (no lookup per field, and no
+ * second walk to find unknown ones).
+ */
+static void sendslots(lua_State *L) {
+  lua_settop(L, 8);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    size_t len;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
+    int slot = 0;
+    if (k) switch (len) {
+        case 2: slot = memcmp(k, "to", 2) == 0 ? 8 : 0; break;
+        case 3: slot = memcmp(k, "fds", 3) == 0 ? 5 : 0; break;
+        case 4: slot = memcmp(k, "data", 4) == 0 ? 3 : memcmp(k, "cred", 4) == 0 ? 6 : 0; break;
+        case 5: slot = memcmp(k, "flags", 5) == 0 ? 7 : 0; break;
+      }
+    if (!slot) {
+      if (k) uipc_argerror(L, 2, "unknown field '%s'", k);
+      uipc_argerror(L, 2, "unknown field of type %s", luaL_typename(L, -2));
+    }
+    lua_replace(L, slot);
+  }
+}
+
+/*
  * sendmsg{data = str | {str, ...}, fds = {...}, cred = true | {pid=, uid=, gid=},
  *         to = addr, flags = ...} -> bytes sent
  */
 static int sock_sendmsg(lua_State *L) {
-  uipc_Fd *o = uipc_checksock(L, 1);
+  uipc_Fd *o = checkself(L);
   struct iovec iovstack[STACKIOV], *iov = iovstack;
   int fds[SCM_MAX_FD];
   ctrlbuf ctrl;
@@ -224,11 +230,11 @@ static int sock_sendmsg(lua_State *L) {
   int flags, hascred = 0, err = 0;
   double deadline = -1;
   luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
   memset(&msg, 0, sizeof msg);
+  sendslots(L);
 
   /* data at 3 (kept on the stack: it anchors the strings) */
-  switch (getkey(L, 2, K_DATA)) {
+  switch (lua_type(L, 3)) {
     case LUA_TNIL: break;
     case LUA_TSTRING:
       niov = 1;
@@ -237,8 +243,10 @@ static int sock_sendmsg(lua_State *L) {
       break;
     case LUA_TTABLE:
       niov = (lua_Integer)lua_rawlen(L, 3);
-      if (niov > STACKIOV)
+      if (niov > STACKIOV) {
         iov = (struct iovec *)lua_newuserdatauv(L, (size_t)niov * sizeof *iov, 0);
+        lua_replace(L, 4); /* 4 is the iov box */
+      }
       for (i = 0; i < niov; i++) {
         if (lua_rawgeti(L, 3, i + 1) != LUA_TSTRING)
           uipc_argerror(L, 2, "data[%d] must be a string, got %s", (int)i + 1,
@@ -252,10 +260,9 @@ static int sock_sendmsg(lua_State *L) {
       return uipc_argerror(L, 2, "data must be a string or a list of strings, got %s",
                            luaL_typename(L, 3));
   }
-  if (niov <= STACKIOV) lua_pushnil(L); /* keep the layout: 4 is the iov box */
 
   /* fds at 5 */
-  switch (getkey(L, 2, K_FDS)) {
+  switch (lua_type(L, 5)) {
     case LUA_TNIL: break;
     case LUA_TTABLE:
       nfds = (lua_Integer)lua_rawlen(L, 5);
@@ -277,7 +284,7 @@ static int sock_sendmsg(lua_State *L) {
   }
 
   /* cred at 6 */
-  switch (getkey(L, 2, K_CRED)) {
+  switch (lua_type(L, 6)) {
     case LUA_TNIL: break;
     case LUA_TBOOLEAN:
       if (!lua_toboolean(L, 6)) break;
@@ -297,13 +304,7 @@ static int sock_sendmsg(lua_State *L) {
                            luaL_typename(L, 6));
   }
 
-  getkey(L, 2, K_FLAGS);
   flags = fieldflags(L, 2, 7);
-  getkey(L, 2, K_TO);
-  checkfields(L, 2, sendfields,
-              !lua_isnil(L, 3) + !lua_isnil(L, 5) + !lua_isnil(L, 6) + !lua_isnil(L, 7) +
-                  !lua_isnil(L, 8));
-  lua_pop(L, 1);
 
   /*
    * A stream socket has no message boundary to carry ancillary data alone:
@@ -313,18 +314,16 @@ static int sock_sendmsg(lua_State *L) {
     return uipc_argerror(L, 2, "a stream socket needs at least one data byte to carry "
                                "descriptors or credentials");
 
-  /* to: moved to index 2 so address errors name the table's argument (the table stays at 8) */
-  lua_pushvalue(L, 2);
-  if (getkey(L, 2, K_TO) != LUA_TNIL) {
+  /* to (at 8): copied to index 2 so address errors name the table's argument */
+  if (!lua_isnil(L, 8)) {
     int rc;
     socklen_t alen;
-    lua_replace(L, 2);
+    lua_copy(L, 8, 2);
     rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &alen, 0);
     if (rc) return uipc_addrfail(L, "sendmsg", rc);
     msg.msg_name = &ss;
     msg.msg_namelen = alen;
-  } else
-    lua_pop(L, 1);
+  }
 
   msg.msg_iov = iov;
   msg.msg_iovlen = (size_t)niov;
@@ -369,19 +368,37 @@ static int sock_sendmsg(lua_State *L) {
 
 /* ---- recvmsg ---------------------------------------------------------- */
 
-static lua_Integer optfield(lua_State *L, int t, int key, const char *k, lua_Integer def,
-                            int *found) {
-  lua_Integer v = def;
-  if (getkey(L, t, key) != LUA_TNIL) {
-    (*found)++;
-    if (!lua_isinteger(L, -1))
-      uipc_argerror(L, t, "%s must be an integer, got %s", k,
-                    lua_isnumber(L, -1) ? "a float" : luaL_typename(L, -1));
-    v = lua_tointeger(L, -1);
-    if (v < 0) uipc_argerror(L, t, "%s must not be negative", k);
-  }
-  lua_pop(L, 1);
+/* an integer option at idx (nil: def) */
+static lua_Integer optfield(lua_State *L, int idx, const char *k, lua_Integer def) {
+  lua_Integer v;
+  if (lua_isnil(L, idx)) return def;
+  if (!lua_isinteger(L, idx))
+    uipc_argerror(L, 2, "%s must be an integer, got %s", k,
+                  lua_isnumber(L, idx) ? "a float" : luaL_typename(L, idx));
+  v = lua_tointeger(L, idx);
+  if (v < 0) uipc_argerror(L, 2, "%s must not be negative", k);
   return v;
+}
+
+/* the recvmsg options in one walk, as sendslots: size 3, maxfds 4, flags 5 */
+static void recvslots(lua_State *L) {
+  lua_settop(L, 5);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    size_t len;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
+    int slot = 0;
+    if (k) switch (len) {
+        case 4: slot = memcmp(k, "size", 4) == 0 ? 3 : 0; break;
+        case 5: slot = memcmp(k, "flags", 5) == 0 ? 5 : 0; break;
+        case 6: slot = memcmp(k, "maxfds", 6) == 0 ? 4 : 0; break;
+      }
+    if (!slot) {
+      if (k) uipc_argerror(L, 2, "unknown field '%s'", k);
+      uipc_argerror(L, 2, "unknown field of type %s", luaL_typename(L, -2));
+    }
+    lua_replace(L, slot);
+  }
 }
 
 /*
@@ -389,7 +406,7 @@ static lua_Integer optfield(lua_State *L, int t, int key, const char *k, lua_Int
  * info = {truncated =, ctruncated =, flags =, from = addr?, cred = {pid, uid, gid}?}
  */
 static int sock_recvmsg(lua_State *L) {
-  uipc_Fd *o = uipc_checksock(L, 1);
+  uipc_Fd *o = checkself(L);
   char stackbuf[STACKBUF], *buf = stackbuf;
   ctrlbuf ctrl;
   struct msghdr msg;
@@ -404,14 +421,12 @@ static int sock_recvmsg(lua_State *L) {
   ssize_t r;
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) {
-    int found = 0;
     luaL_checktype(L, 2, LUA_TTABLE);
-    size = (size_t)optfield(L, 2, K_SIZE, "size", 65536, &found);
-    maxfds = (size_t)optfield(L, 2, K_MAXFDS, "maxfds", SCM_MAX_FD, &found);
-    getkey(L, 2, K_FLAGS);
-    flags = fieldflags(L, 2, 3);
-    checkfields(L, 2, recvfields, found + !lua_isnil(L, 3));
-    lua_pop(L, 1);
+    recvslots(L);
+    size = (size_t)optfield(L, 3, "size", 65536);
+    maxfds = (size_t)optfield(L, 4, "maxfds", SCM_MAX_FD);
+    flags = fieldflags(L, 2, 5);
+    lua_settop(L, 2);
   }
   if (maxfds > SCM_MAX_FD) maxfds = SCM_MAX_FD; /* the kernel never sends more */
   g = pushguard(L);
@@ -484,25 +499,33 @@ static int sock_recvmsg(lua_State *L) {
     lua_rawseti(L, -2, i + 1);
   }
   lua_createtable(L, 0, 3 + (msg.msg_namelen > 0) + hascred);
+  pushkey(L, K_TRUNC);
   lua_pushboolean(L, (msg.msg_flags & MSG_TRUNC) != 0);
-  setkey(L, -2, K_TRUNC);
+  lua_rawset(L, -3);
+  pushkey(L, K_CTRUNC);
   lua_pushboolean(L, ctrunc);
-  setkey(L, -2, K_CTRUNC);
+  lua_rawset(L, -3);
+  pushkey(L, K_FLAGS);
   lua_pushinteger(L, msg.msg_flags & ~MSG_CMSG_CLOEXEC);
-  setkey(L, -2, K_FLAGS);
+  lua_rawset(L, -3);
   if (msg.msg_namelen > 0) {
+    pushkey(L, K_FROM);
     uipc_pushaddr(L, (struct sockaddr *)&ss, msg.msg_namelen);
-    setkey(L, -2, K_FROM);
+    lua_rawset(L, -3);
   }
   if (hascred) {
+    pushkey(L, K_CRED);
     lua_createtable(L, 0, 3);
+    pushkey(L, K_PID);
     lua_pushinteger(L, uc.pid);
-    setkey(L, -2, K_PID);
+    lua_rawset(L, -3);
+    pushkey(L, K_UID);
     lua_pushinteger(L, uc.uid);
-    setkey(L, -2, K_UID);
+    lua_rawset(L, -3);
+    pushkey(L, K_GID);
     lua_pushinteger(L, uc.gid);
-    setkey(L, -2, K_GID);
-    setkey(L, -2, K_CRED);
+    lua_rawset(L, -3);
+    lua_rawset(L, -3);
   }
   if (n > 0) {
     g->n = 0;

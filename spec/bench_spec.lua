@@ -14,7 +14,8 @@ end
 
 local sockm = ipc._methods.socket
 local built = {
-  sendrecv = true, bulk = true, pingpong = true, fork = true, poll = true,
+  sendrecv = true, bulk = true, pingpong = true, fork = true, polltable = true,
+  poll = ipc.pollset ~= nil,
   fdpass = sockm.sendmsg ~= nil and sockm.recvmsg ~= nil,
   flock = ipc.flock ~= nil,
   fcntl = ipc.lock ~= nil,
@@ -24,7 +25,7 @@ local built = {
 
 describe("bench loops", function()
   for _, loop in ipairs { "sendrecv", "bulk", "pingpong", "fdpass", "flock", "fcntl", "fork",
-    "signal", "channel", "poll" } do
+    "signal", "channel", "poll", "polltable" } do
     it(loop, function()
       local out, ok = run(loop)
       assert.is_true(ok, out)

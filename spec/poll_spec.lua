@@ -271,3 +271,338 @@ describe("poll walks its set once (bench)", function()
     a:close()
   end)
 end)
+
+-- ipc.pollset(): a registered set, the pollfd array kept in C across calls
+describe("pollset", function()
+  it("reports ready keys, {} on timeout, and counts its keys", function()
+    local a, b = assert(ipc.socketpair())
+    local r, w = ipc.pipe()
+    local ps = ipc.pollset()
+    assert.equal(0, #ps)
+    assert.equal("pollset (0 descriptors)", tostring(ps))
+    assert.is_true(ps:add(a, "r"))
+    assert.is_true(ps:add(r, "r"))
+    assert.is_true(ps:add(w, "w"))
+    assert.equal(3, #ps)
+    assert.equal(3, ps:count())
+    assert.equal("pollset (3 descriptors)", tostring(ps))
+    assert.same({ [w] = "w" }, ps:wait(0))
+    assert(b:send("x"))
+    assert(w:write("y"))
+    assert.same({ [a] = "r", [r] = "r", [w] = "w" }, ps:wait(1))
+    assert.same({ [a] = "r", [r] = "r", [w] = "w" }, ps:wait(math.huge)) -- waits for ever
+    assert.equal("r", ipc.poll({ [a] = "r" }, math.huge)[a])
+    assert.is_true(ps:remove(w))
+    assert.same({ [a] = "r", [r] = "r" }, ps:wait(0))
+    assert.equal("x", a:recv(1))
+    assert.equal("y", r:read(1))
+    assert.same({}, ps:wait(0.01))
+    assert.is_true(ps:close())
+    for _, o in ipairs { a, b, r, w } do o:close() end
+  end)
+
+  it("changes a key's events when it is added again", function()
+    local a, b = assert(ipc.socketpair())
+    local ps = ipc.pollset()
+    ps:add(a, "r")
+    assert.same({}, ps:wait(0))
+    ps:add(a, "rw")
+    assert.equal(1, #ps)
+    assert.same({ [a] = "w" }, ps:wait(0))
+    ps:add(a, "w")
+    assert(b:send("x"))
+    assert.same({ [a] = "w" }, ps:wait(0))
+    ps:add(a, "r")
+    assert.same({ [a] = "r" }, ps:wait(0))
+    ps:close()
+    a:close()
+    b:close()
+  end)
+
+  it("reports hang-up and urgent data", function()
+    local r, w = ipc.pipe()
+    local ps = ipc.pollset()
+    ps:add(r, "r")
+    w:close()
+    assert.equal("h", ps:wait(0)[r])
+    r:close()
+    local srv = assert(ipc.listen("127.0.0.1:0"))
+    local c = assert(ipc.connect(srv:getsockname()))
+    local conn = assert(srv:accept())
+    ps:close()
+    ps = ipc.pollset()
+    ps:add(conn, "p")
+    assert.same({}, ps:wait(0))
+    c:send("!", "oob")
+    assert.matches("p", ps:wait(1)[conn])
+    assert.equal("!", conn:recv(1, "oob"))
+    ps:close()
+    c:close()
+    conn:close()
+    srv:close()
+  end)
+
+  it("waits without a timeout until a child writes", function()
+    local r, w = ipc.pipe()
+    local pid = S.child(function()
+      r:close()
+      ipc.sleep(0.02)
+      w:write("late")
+    end)
+    w:close()
+    local ps = ipc.pollset()
+    ps:add(r, "r")
+    assert.matches("^r", ps:wait()[r])
+    assert.equal("late", r:read(10))
+    ps:close()
+    r:close()
+    assert.equal(0, S.wait(pid))
+  end)
+
+  it("keeps the right keys when removal moves the last entry into the hole", function()
+    local list = pairs_n(40)
+    local ps = ipc.pollset()
+    for _, p in ipairs(list) do ps:add(p[1], "r") end
+    assert.equal(40, #ps)
+    for i = 1, 40, 3 do assert.is_true(ps:remove(list[i][1])) end
+    assert.is_false(ps:remove(list[1][1])) -- not registered any more
+    assert.is_false(ps:remove(12345))
+    assert.equal(40 - 14, #ps)
+    for _, p in ipairs(list) do assert(p[2]:send("x")) end
+    local r = ps:wait(0)
+    local n = 0
+    for k, v in pairs(r) do
+      n = n + 1
+      assert.equal("r", v)
+    end
+    assert.equal(26, n)
+    for i, p in ipairs(list) do
+      if i % 3 == 1 then assert.is_nil(r[p[1]]) else assert.equal("r", r[p[1]]) end
+    end
+    -- remove everything, then add again
+    for _, p in ipairs(list) do ps:remove(p[1]) end
+    assert.equal(0, #ps)
+    assert.same({}, ps:wait(0))
+    ps:add(list[40][1], "r")
+    assert.same({ [list[40][1]] = "r" }, ps:wait(0))
+    ps:close()
+    closeall(list)
+  end)
+
+  it("has no FD_SETSIZE limit: descriptors above 1024 work", function()
+    local list, ok = {}, true
+    for i = 1, 600 do
+      local r, w = ipc.pipe()
+      if not r then
+        ok = false
+        break
+      end
+      list[i] = { r, w }
+    end
+    if not ok then
+      closeall(list)
+      pending("the descriptor limit is below 1200 here")
+      return
+    end
+    local ps = ipc.pollset()
+    for _, p in ipairs(list) do ps:add(p[1], "r") end
+    local last = list[#list]
+    assert.is_true(last[1]:fileno() > 1024)
+    assert.same({}, ps:wait(0))
+    last[2]:write("!")
+    assert.same({ [last[1]] = "r" }, ps:wait(1))
+    ps:close()
+    closeall(list)
+  end)
+
+  it("accepts integers, io files and foreign objects as keys", function()
+    local a, b = assert(ipc.socketpair())
+    assert(a:send("x"))
+    local f = assert(io.open("/dev/null"))
+    local foreign = { getfd = function(self) return self.sock:fileno() end, sock = b }
+    local ps = ipc.pollset()
+    ps:add(a:fileno(), "w")
+    ps:add(f, "r")
+    ps:add(foreign, "r")
+    assert.same({ [a:fileno()] = "w", [f] = "r", [foreign] = "r" }, ps:wait(1))
+    assert.is_true(ps:remove(a:fileno()))
+    assert.same({ [f] = "r", [foreign] = "r" }, ps:wait(1))
+    ps:close()
+    f:close()
+    a:close()
+    b:close()
+  end)
+
+  it("reports n for a closed object until it is removed, even when its number is reused", function()
+    local a, b = assert(ipc.socketpair())
+    local c, d = assert(ipc.socketpair())
+    local ps = ipc.pollset()
+    ps:add(a, "r")
+    ps:add(c, "r")
+    local fd = a:fileno()
+    a:close()
+    local r, w = ipc.pipe() -- takes the lowest free number: a's
+    assert.equal(fd, r:fileno())
+    assert(w:write("!")) -- r is ready, but it is not the key that was added
+    assert.same({ [a] = "n" }, ps:wait(1))
+    assert.same({ [a] = "n" }, ps:wait()) -- no wait at all while a key is dead
+    assert(d:send("x"))
+    assert.same({ [a] = "n", [c] = "r" }, ps:wait(0))
+    assert.error_matches(function() ps:add(a, "r") end, "attempt to use a closed socket")
+    assert.is_true(ps:remove(a))
+    assert.same({ [c] = "r" }, ps:wait(0))
+    for _, o in ipairs { b, c, d, r, w } do o:close() end
+    ps:close()
+  end)
+
+  it("never reports a reused number's readiness under a closed key", function()
+    local a, b = assert(ipc.socketpair())
+    local ps = ipc.pollset()
+    ps:add(a, "r")
+    local fd = a:fileno()
+    a:close()
+    local r, w = ipc.pipe()
+    assert.equal(fd, r:fileno())
+    assert.same({}, ps:wait(0)) -- the number is taken by an idle pipe: nothing to say yet
+    assert(w:write("!"))
+    assert.same({ [a] = "n" }, ps:wait(0))
+    assert.equal("!", r:read(1))
+    assert.same({ [a] = "n" }, ps:wait(0)) -- and from then on, until removed
+    ps:add(r, "r")
+    assert.same({ [a] = "n" }, ps:wait(0))
+    assert(w:write("?"))
+    assert.same({ [a] = "n", [r] = "r" }, ps:wait(0))
+    ps:remove(a)
+    assert.same({ [r] = "r" }, ps:wait(0))
+    ps:close()
+    for _, o in ipairs { b, r, w } do o:close() end
+  end)
+
+  it("reports n for a closed io file and for a number that is not open", function()
+    local f = assert(io.open("/dev/null"))
+    local ps = ipc.pollset()
+    ps:add(f, "r")
+    ps:add(900001, "r")
+    f:close()
+    assert.same({ [f] = "n", [900001] = "n" }, ps:wait(0))
+    ps:close()
+  end)
+
+  it("closes once: close(), <close> and the collector; a closed set raises", function()
+    local a, b = assert(ipc.socketpair())
+    do
+      local ps <close> = ipc.pollset()
+      ps:add(a, "r")
+    end
+    local ps = ipc.pollset()
+    ps:add(a, "r")
+    assert.is_true(ps:close())
+    assert.is_true(ps:close())
+    assert.equal("pollset (closed)", tostring(ps))
+    assert.error_matches(function() ps:wait(0) end, "attempt to use a closed pollset")
+    assert.error_matches(function() ps:add(a, "r") end, "attempt to use a closed pollset")
+    assert.error_matches(function() ps:remove(a) end, "attempt to use a closed pollset")
+    assert.error_matches(function() return #ps end, "attempt to use a closed pollset")
+    a:close()
+    b:close()
+  end)
+
+  it("does not keep its keys alive once removed or closed", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    local ps1, ps2 = ipc.pollset(), ipc.pollset()
+    do
+      local a, b = assert(ipc.socketpair())
+      local k1, k2 = { getfd = function() return 0 end }, { getfd = function() return 0 end }
+      ps1:add(k1, "r")
+      ps1:add(a, "r")
+      ps2:add(k2, "r")
+      ps1:remove(k1)
+      weak[k1], weak[k2], weak[a] = true, true, true
+      ps1:remove(a)
+      a:close()
+      b:close()
+    end
+    ps2:close()
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+    ps1:close()
+    -- and a set dropped without close() frees what it holds
+    do
+      local ps = ipc.pollset()
+      for fd = 0, 100 do ps:add(fd, "r") end
+    end
+    collectgarbage()
+  end)
+
+  it("stays sound when finalizers add and remove keys in the middle of its calls", function()
+    -- a collector this eager runs finalizers inside wait()'s allocations
+    collectgarbage("incremental", 10, 1000, 0)
+    finally(function() collectgarbage("incremental", 200, 100, 13) end) -- Lua 5.4's defaults
+    local list = pairs_n(100)
+    local fds = {}
+    for i, p in ipairs(list) do
+      assert(p[2]:send("x")) -- every p[1] is ready
+      fds[i] = p[1]:fileno()
+    end
+    local ps = ipc.pollset()
+    for i = 1, 60 do ps:add(fds[i], "r") end
+    local n, inside, during = 0, false, 0
+    local mt = { __gc = function()
+      n = n + 1
+      if inside then during = during + 1 end
+      local fd = fds[n % 100 + 1]
+      if n % 2 == 0 then ps:add(fd, "r") else ps:remove(fd) end
+    end }
+    for _ = 1, 300 do
+      for _ = 1, 20 do setmetatable({}, mt) end
+      inside = true
+      local r = ps:wait(0)
+      inside = false
+      for k, v in pairs(r) do
+        assert.equal("integer", math.type(k))
+        assert.truthy(v == "r" or v == "rw", v)
+      end
+      ps:add(fds[n % 100 + 1], "rw")
+      ps:remove(fds[(n + 7) % 100 + 1])
+    end
+    assert.is_true(during > 0, "no finalizer ran inside wait()")
+    collectgarbage()
+    -- what the set holds is exactly what it reports
+    local r = ps:wait(0)
+    local count = 0
+    for _ in pairs(r) do count = count + 1 end
+    assert.equal(#ps, count)
+    for _, fd in ipairs(fds) do ps:remove(fd) end
+    assert.equal(0, #ps)
+    assert.same({}, ps:wait(0))
+    ps:close()
+    closeall(list)
+  end)
+
+  it("rejects bad arguments", function()
+    local r, w = ipc.pipe()
+    local ps = ipc.pollset()
+    assert.error_matches(function() ps:add() end, "bad argument #1 to 'add'")
+    assert.error_matches(function() ps:add(r) end, "bad argument #2 to 'add' %(poll events must be")
+    assert.error_matches(function() ps:add(r, "") end, "poll events must be")
+    assert.error_matches(function() ps:add(r, "x") end, "bad argument #2 to 'add' %(unknown poll event 'x'")
+    assert.error_matches(function() ps:add(r, 1) end, "poll events must be")
+    assert.error_matches(function() ps:add(-3, "r") end, "bad argument #1 to 'add' %(descriptor must not be negative")
+    assert.error_matches(function() ps:add(1.5, "r") end, "descriptor must be an integer")
+    assert.error_matches(function() ps:add(true, "r") end, "descriptor expected")
+    assert.error_matches(function() ps:add(nil, "r") end, "descriptor expected")
+    assert.error_matches(function() ps:add({}, "r") end, "no getfd or fileno method")
+    assert.error_matches(function() ps:wait(-1) end, "timeout must not be negative")
+    assert.error_matches(function() ps:wait("soon") end, "timeout must be a number")
+    assert.error_matches(function() ps:remove() end, "bad argument #1 to 'remove'")
+    assert.error_matches(function() ps.wait({}) end, "unixipc pollset expected")
+    assert.error_matches(function() ps.add(r, r, "r") end, "unixipc pollset expected")
+    assert.error_matches(function() ps.close(r) end, "unixipc pollset expected")
+    assert.equal(0, #ps) -- nothing half-added
+    assert.same({}, ps:wait(0))
+    ps:close()
+    r:close()
+    w:close()
+  end)
+end)
