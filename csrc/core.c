@@ -432,6 +432,7 @@ __attribute__((visibility("default"))) int luaopen_unixipc_core(lua_State *L) {
   uipc_open_process(L);
   uipc_open_signal(L);
   uipc_open_lock(L);
+  uipc_open_codec(L);
   lua_pushliteral(L, "unixipc 0.1");
   lua_setfield(L, -2, "_VERSION");
   return 1;

@@ -144,6 +144,9 @@ UIPC_API void uipc_open_process(lua_State *L);
 UIPC_API void uipc_open_signal(lua_State *L);
 UIPC_API void uipc_open_lock(lua_State *L);
 
+/* codec.c: the channel codec, core._encode and core._decode */
+UIPC_API void uipc_open_codec(lua_State *L);
+
 /* EINTR is retried everywhere except close() */
 #define UIPC_RETRY(expr) ({ long _r; do _r = (long)(expr); while (_r == -1 && errno == EINTR); _r; })
 

@@ -23,7 +23,7 @@ build = {
   modules = {
     ["unixipc.core"] = {
       sources = {
-        "csrc/address.c", "csrc/core.c", "csrc/descriptor.c", "csrc/lock.c",
+        "csrc/address.c", "csrc/codec.c", "csrc/core.c", "csrc/descriptor.c", "csrc/lock.c",
         "csrc/message.c", "csrc/poll.c", "csrc/process.c", "csrc/signal.c",
         "csrc/socket.c",
       },

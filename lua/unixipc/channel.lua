@@ -11,9 +11,9 @@ local core = require "unixipc.core"
 
 local type, error, pcall, next = type, error, pcall, next
 local setmetatable, getmetatable, tostring = setmetatable, getmetatable, tostring
-local pack, unpack, byte, sub, format = string.pack, string.unpack, string.byte, string.sub, string.format
+local pack, unpack, sub, format = string.pack, string.unpack, string.sub, string.format
 local concat = table.concat
-local mtype, MININT = math.type, math.mininteger
+local mtype = math.type
 
 local MAGIC = 0xA5
 local HEADER = "<BBI4"   -- magic, number of descriptors, body length
@@ -21,7 +21,6 @@ local HLEN = 6
 local CHUNK = 65536      -- bytes asked per recvmsg on a stream
 local RECORD = 32768     -- seqpacket: a frame goes out in records of at most this
 local RECORDMAX = 65536  -- seqpacket: a longer record is a protocol error
-local MAXDEPTH = 200     -- nesting limit, both ways
 local DEFAULT_MAXSIZE = 64 * 1024 * 1024
 local SCM_MAX_FD = core.SCM_MAX_FD or 253
 
@@ -29,203 +28,13 @@ local errno = core.errno
 local EPROTO, EMSGSIZE, EINVAL, EAGAIN = errno.EPROTO, errno.EMSGSIZE, errno.EINVAL, errno.EAGAIN
 
 -- ---- codec -------------------------------------------------------------
--- tags: 0 nil, 1 false, 2 true, 3 integer (<j), 4 float (<d), 5 string
--- (<s4), 6 table (<I4 pair count, then key, value, ...)
---
--- The encoder appends one piece per value to a module-level list (out,
--- n) and concatenates it once. Encoding never calls user code and never
--- yields, so one list serves every channel. Pieces for the common values
--- are cached: short strings (keys, mostly), small integers, table headers
--- of small counts. A table's header is a placeholder filled after its pairs
--- are encoded, so its pairs are walked once.
-
-local STRMAX, STRCACHE = 40, 4096    -- cache strings up to 40 bytes, 4096 of them
-local INTLO, INTHI = -1024, 4095     -- integers cached in this range
-local OUTKEEP, OUTKEEPLEN = 256, 4096 -- a bigger encoding gets a new list
-
--- the wire format is little-endian: on a little-endian machine the formats
--- leave out "<" (string.pack and unpack then parse one option less a call)
-local LE = pack("=I4", 1) == pack("<I4", 1)
-local BS4, BJ, BD = "Bs4", "Bj", "Bd"
-if not LE then BS4, BJ, BD = "<Bs4", "<Bj", "<Bd" end
-
-local strenc, nstrenc = {}, 0
-local intenc = {}
-local tblenc = {}
-for i = 0, 255 do tblenc[i] = pack("<BI4", 6, i) end
-
-local out = {}
-local path = {}      -- tables being encoded (cycle check)
-local busy = false   -- true while encoding: still true after one raised
-
--- raises "bad argument #1 to 'send' (...)" at the caller of send, without
--- a pcall around the encoder. Levels seen from bad: 2 the encode call at
--- depth, 2 + depth the top one, then encodeall, send, and send's caller.
-local function bad(msg, depth)
-  error("bad argument #1 to 'send' (" .. msg .. ")", depth + 5)
-end
-
-local encode
-encode = function(v, n, depth) -- appends v's pieces after out[n], returns the new n
-  local t, s = type(v)
-  if t == "string" then
-    s = strenc[v]
-    if not s then
-      s = pack(BS4, 5, v)
-      if #v <= STRMAX then
-        if nstrenc >= STRCACHE then strenc, nstrenc = {}, 0 end
-        strenc[v], nstrenc = s, nstrenc + 1
-      end
-    end
-  elseif t == "number" then
-    if mtype(v) == "integer" then
-      s = intenc[v]
-      if not s then
-        s = pack(BJ, 3, v)
-        if v >= INTLO and v <= INTHI then intenc[v] = s end
-      end
-    else
-      s = pack(BD, 4, v)
-    end
-  elseif t == "table" then
-    if path[v] then bad("cannot send a table that contains itself (cycle)", depth) end
-    if depth >= MAXDEPTH then bad(format("tables nested deeper than %d", MAXDEPTH), depth) end
-    path[v] = true
-    local o, se, ie = out, strenc, intenc
-    local at, count, d = n + 1, 0, depth + 1
-    n = at
-    for k, x in next, v do
-      count = count + 1
-      -- cached keys and values inline, without a call. A key is never a
-      -- float with an integer value (Lua turns those into integers), so
-      -- intenc[k] is right for keys; a value 1.0 is, so values check mtype.
-      s = se[k] or ie[k]
-      if s then n = n + 1; o[n] = s else n = encode(k, n, d) end
-      s = se[x]
-      if not s then
-        if x == true then s = "\2"
-        elseif x == false then s = "\1"
-        else
-          -- an integer, or a float with an integer value (1.0 finds 1's
-          -- piece). Told apart without a call: integer arithmetic wraps
-          -- around, float arithmetic does not.
-          s = ie[x]
-          if s and (x >= 0 and x - MININT >= 0 or x < 0 and x + MININT <= 0) then s = nil end
-        end
-      end
-      if s then n = n + 1; o[n] = s else n = encode(x, n, d) end
-    end
-    path[v] = nil
-    o[at] = tblenc[count] or pack("<BI4", 6, count)
-    return n
-  elseif t == "boolean" then
-    s = v and "\2" or "\1"
-  elseif t == "nil" then
-    s = "\0"
-  else
-    bad("cannot send a " .. t, depth)
-  end
-  n = n + 1
-  out[n] = s
-  return n
-end
-
--- value -> body string; raises for what cannot be sent (at send's caller)
--- CAT[n](list) is list[1] .. ... .. list[n]: one concatenation in the VM,
--- half the cost of table.concat for a few short pieces
-local CATMAX = 64
-local CAT = setmetatable({}, { __index = function(cat, n)
-  local src = {}
-  for i = 1, n do src[i] = "t[" .. i .. "]" end
-  local f = load("return function(t) return " .. concat(src, "..") .. " end", "=channel", "t", {})()
-  cat[n] = f
-  return f
-end })
-
-local function encodeall(v)
-  if busy then path, out = {}, {} end -- an earlier encoding raised half-way
-  busy = true
-  local n = encode(v, 0, 0)
-  busy = false
-  local body
-  if n == 1 then body = out[1]
-  elseif n <= CATMAX then body = CAT[n](out)
-  else body = concat(out, "", 1, n) end
-  if n > OUTKEEP or #body > OUTKEEPLEN then out = {} end
-  return body
-end
-
--- The decoder reads each value's payload together with the tag of the value
--- after it, in one string.unpack: decode(s, tag, pos, depth) takes a tag
--- already read (pos just past it) and returns the value, the next tag and
--- the position past that tag. The body gets a sentinel byte so the last
--- value has a "next tag" too (finish checks it is the one read last).
---
--- A table of up to 16 pairs is made with its final size (a constructor
--- with nil fields: array part when the first key is an integer, else hash
--- part) instead of growing through rehashes.
-local ANEW, HNEW = {}, {}
-for n = 1, 16 do
-  local a, h = {}, {}
-  for i = 1, n do a[i], h[i] = "nil", "k" .. i .. "=nil" end
-  ANEW[n] = load("return function() return {" .. concat(a, ",") .. "} end", "=channel", "t", {})()
-  HNEW[n] = load("return function() return {" .. concat(h, ",") .. "} end", "=channel", "t", {})()
-end
-
-local S4B, JB, DB, I4B = "s4B", "jB", "dB", "I4B"
-if not LE then S4B, JB, DB, I4B = "<s4B", "<jB", "<dB", "<I4B" end
-
-local decode
-decode = function(s, tag, pos, depth)
-  if tag == 6 then
-    if depth >= MAXDEPTH then error("tables nested too deeply", 0) end
-    local count
-    count, tag, pos = unpack(I4B, s, pos)
-    if count * 2 > #s - pos + 1 then error("table count beyond the frame", 0) end
-    local new = (tag == 3 and ANEW or HNEW)[count]
-    local t, d = new and new() or {}, depth + 1
-    for _ = 1, count do
-      local k, v
-      -- string and integer keys, plain values inline: no call of their own
-      if tag == 5 then
-        k, tag, pos = unpack(S4B, s, pos)
-      elseif tag == 3 then
-        k, tag, pos = unpack(JB, s, pos)
-      else
-        k, tag, pos = decode(s, tag, pos, d)
-        if k == nil or k ~= k then error("invalid table key", 0) end
-      end
-      if tag == 3 then
-        v, tag, pos = unpack(JB, s, pos)
-      elseif tag == 5 then
-        v, tag, pos = unpack(S4B, s, pos)
-      elseif tag == 2 then
-        v, tag, pos = true, byte(s, pos), pos + 1
-      elseif tag == 1 then
-        v, tag, pos = false, byte(s, pos), pos + 1
-      else
-        v, tag, pos = decode(s, tag, pos, d)
-        if v == nil then error("invalid table entry", 0) end
-      end
-      if t[k] ~= nil then error("invalid table entry", 0) end
-      t[k] = v
-    end
-    return t, tag, pos
-  elseif tag == 5 then
-    return unpack(S4B, s, pos)
-  elseif tag == 3 then
-    return unpack(JB, s, pos)
-  elseif tag == 4 then
-    return unpack(DB, s, pos)
-  elseif tag == 2 then
-    return true, byte(s, pos), pos + 1
-  elseif tag == 1 then
-    return false, byte(s, pos), pos + 1
-  elseif tag == 0 then
-    return nil, byte(s, pos), pos + 1
-  end
-  error(tag and format("unknown value tag %d", tag) or "value cut short", 0)
-end
+-- The body is one value: tag 0 nil, 1 false, 2 true, 3 integer (<j), 4 float
+-- (<d), 5 string (<s4), 6 table (<I4 pair count, then key, value, ...),
+-- tables nested at most 200 deep (doc/message.md). Coded in C (csrc/codec.c):
+-- encode(value, 2) raises "bad argument #1 to 'send' (...)" at the caller of
+-- send for what cannot be sent; decode(s, pos) reads one value from s[pos] to
+-- the end of s and raises the reason a body is malformed.
+local encode, decode = core._encode, core._decode
 
 -- ---- channel -------------------------------------------------------------
 
@@ -300,7 +109,7 @@ function Channel:send(value, fds)
     end
     nf = #fds
   end
-  local body = encodeall(value)
+  local body = encode(value, 2) -- raises at send's caller
   local len = #body
   if len > self.maxsize then
     return nil, format("channel: frame of %d bytes exceeds maxsize %d", len, self.maxsize), EMSGSIZE
@@ -395,22 +204,18 @@ local function absorb(self, data, fds, info)
   return true
 end
 
--- a whole frame: body and its descriptors -> value, fds
-local function finish(self, s, start, len, fds, nfds)
+-- a whole frame: s holds the body from start to its end, fds came with it
+-- -> value, fds
+local function finish(self, s, start, fds, nfds)
   local nr = #fds
   if nr ~= nfds then
     closefds(fds)
     return fail(self, format("frame announced %d descriptors but %d came with it", nfds, nr))
   end
-  -- s holds the body from start, len bytes, then a sentinel (the last
-  -- value's "next tag"); a malformed body raises, in decode or in
-  -- string.unpack reading past its end
-  local ok, value, _, pos = pcall(decode, s, byte(s, start), start + 1, 0)
-  local stop = start + len + 1
-  if not ok or pos ~= stop or len == 0 then
+  local ok, value = pcall(decode, s, start)
+  if not ok then
     closefds(fds)
-    local why = not ok and tostring(value) or (len == 0 or pos > stop) and "value cut short" or "trailing bytes"
-    return fail(self, "malformed frame (" .. why .. ")")
+    return fail(self, "malformed frame (" .. tostring(value) .. ")")
   end
   return value, fds
 end
@@ -438,10 +243,10 @@ function Channel:recv()
       end
       if magic == MAGIC and nfds == nr and nfds <= self.maxfds and len <= self.maxsize then
         if seq then
-          if nd == HLEN + len then return finish(self, data .. "\0", HLEN + 1, len, fds, nfds) end
+          if nd == HLEN + len then return finish(self, data, HLEN + 1, fds, nfds) end
         elseif len > 0 and len <= CHUNK then
           local body, m, e = sock:recv(len)
-          if body and #body == len then return finish(self, body .. "\0", 1, len, fds, nfds) end
+          if body and #body == len then return finish(self, body, 1, fds, nfds) end
           -- the body comes in pieces, or later: keep what came
           local rfds = self.rfds
           for i = 1, nr do rfds[i] = fds[i] end
@@ -497,10 +302,9 @@ function Channel:recv()
   local rfds = self.rfds
   local got = {}
   for i = 1, #rfds do got[i], rfds[i] = rfds[i], nil end
-  parts[#parts + 1] = "\0" -- the sentinel, in the one copy that joins the parts
-  local s, len, nfds = concat(parts), self.total, self.nfds
+  local s, nfds = parts[2] == nil and parts[1] or concat(parts), self.nfds
   resetframe(self)
-  return finish(self, s, 1, len, got, nfds)
+  return finish(self, s, 1, got, nfds)
 end
 
 -- close(): closes the socket and any descriptor of a half-received frame
