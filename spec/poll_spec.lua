@@ -554,7 +554,7 @@ describe("pollset", function()
       local fd = fds[n % 100 + 1]
       if n % 2 == 0 then ps:add(fd, "r") else ps:remove(fd) end
     end }
-    for _ = 1, 300 do
+    for _ = 1, 10 do
       for _ = 1, 20 do setmetatable({}, mt) end
       inside = true
       local r = ps:wait(0)
