@@ -279,7 +279,8 @@ int uipc_checkname(lua_State *L, int idx, const uipc_Const *names, const char *w
  * Flags: nil (0), an integer, or names such as "oob", "MSG_PEEK",
  * "peek|dontwait", "oob, peek".
  */
-int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *what) {
+/* errors name argument argn (a field of a table argument, say) */
+int uipc_checkflagsas(lua_State *L, int idx, int argn, const uipc_Const *names, const char *what) {
   const char *s, *p;
   int flags = 0;
   switch (lua_type(L, idx)) {
@@ -287,12 +288,12 @@ int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *
     case LUA_TNIL:
       return 0;
     case LUA_TNUMBER:
-      if (!lua_isinteger(L, idx)) uipc_argerror(L, idx, "%s must be an integer", what);
+      if (!lua_isinteger(L, idx)) uipc_argerror(L, argn, "%s must be an integer", what);
       return (int)lua_tointeger(L, idx);
     case LUA_TSTRING:
       break;
     default:
-      uipc_argerror(L, idx, "%s must be a string or integer, got %s", what, luaL_typename(L, idx));
+      uipc_argerror(L, argn, "%s must be a string or integer, got %s", what, luaL_typename(L, idx));
   }
   s = lua_tostring(L, idx);
   for (p = s; *p;) {
@@ -304,12 +305,16 @@ int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *
     c = findname(names, p, n, "MSG_");
     if (!c) { /* lua_pushfstring has no %.*s */
       lua_pushlstring(L, p, n);
-      uipc_argerror(L, idx, "unknown %s '%s'", what, lua_tostring(L, -1));
+      uipc_argerror(L, argn, "unknown %s '%s'", what, lua_tostring(L, -1));
     }
     flags |= c->value;
     p += n;
   }
   return flags;
+}
+
+int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *what) {
+  return uipc_checkflagsas(L, idx, idx, names, what);
 }
 
 /* ---- module-level functions ----------------------------------------- */

@@ -114,38 +114,7 @@ static uipc_Fd *checkself(lua_State *L) {
 
 /* flags field: nil, an integer, or names as in send ("peek|dontwait", "MSG_OOB") */
 static int fieldflags(lua_State *L, int t, int idx) {
-  const char *s, *p;
-  int flags = 0;
-  switch (lua_type(L, idx)) {
-    case LUA_TNIL: return 0;
-    case LUA_TNUMBER:
-      if (!lua_isinteger(L, idx)) uipc_argerror(L, t, "flags must be an integer");
-      return (int)lua_tointeger(L, idx);
-    case LUA_TSTRING: break;
-    default:
-      uipc_argerror(L, t, "flags must be a string or integer, got %s", luaL_typename(L, idx));
-  }
-  s = lua_tostring(L, idx);
-  for (p = s; *p;) {
-    const uipc_Const *c;
-    size_t n;
-    while (*p == ' ' || *p == ',' || *p == '|') p++;
-    if (!*p) break;
-    n = strcspn(p, " ,|");
-    for (c = uipc_msgflags; c->name; c++) {
-      const char *q = p;
-      size_t m = n;
-      if (m > 4 && strncasecmp(q, "MSG_", 4) == 0) q += 4, m -= 4;
-      if (strlen(c->name) == m && strncasecmp(q, c->name, m) == 0) break;
-    }
-    if (!c->name) {
-      lua_pushlstring(L, p, n);
-      uipc_argerror(L, t, "unknown flag '%s'", lua_tostring(L, -1));
-    }
-    flags |= c->value;
-    p += n;
-  }
-  return flags;
+  return uipc_checkflagsas(L, idx, t, uipc_msgflags, "flag");
 }
 
 /* fds[i]: a unixipc object, an io file or an integer (value at the top) */

@@ -72,6 +72,8 @@ UIPC_API int uipc_checksignal(lua_State *L, int idx);
 UIPC_API int uipc_checksignalas(lua_State *L, int idx, int argn);
 UIPC_API const char *uipc_signame(int signo);
 UIPC_API int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *what);
+UIPC_API int uipc_checkflagsas(lua_State *L, int idx, int argn, const uipc_Const *names,
+                               const char *what);
 UIPC_API int uipc_checkname(lua_State *L, int idx, const uipc_Const *names, const char *what);
 UIPC_API const char *uipc_nameof(const uipc_Const *names, int value);
 UIPC_API void uipc_setconsts(lua_State *L, const uipc_Const *c);
