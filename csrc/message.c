@@ -156,30 +156,40 @@ static lua_Integer credfield(lua_State *L, int t, int idx, const char *k, lua_In
 }
 
 /*
- * One walk over the sendmsg table puts its fields in fixed slots: data 3,
- * (4 the iov box), fds 5, cred 6, flags 7, to 8; absent ones are nil. A
- * key is known by its length and bytes (no lookup per field, and no
- * second walk to find unknown ones).
+ * One walk over an options table (argument 2) puts its fields in fixed
+ * stack slots; absent ones are nil. A key is known by its length and
+ * bytes: no lookup per field, and no second walk to find unknown ones.
  */
-static void sendslots(lua_State *L) {
-  lua_settop(L, 8);
+typedef struct {
+  const char *name;
+  size_t len;
+  int slot;
+} field;
+
+static void tableslots(lua_State *L, int top, const field *fields) {
+  lua_settop(L, top);
   lua_pushnil(L);
   while (lua_next(L, 2)) {
     size_t len;
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
-    int slot = 0;
-    if (k) switch (len) {
-        case 2: slot = memcmp(k, "to", 2) == 0 ? 8 : 0; break;
-        case 3: slot = memcmp(k, "fds", 3) == 0 ? 5 : 0; break;
-        case 4: slot = memcmp(k, "data", 4) == 0 ? 3 : memcmp(k, "cred", 4) == 0 ? 6 : 0; break;
-        case 5: slot = memcmp(k, "flags", 5) == 0 ? 7 : 0; break;
-      }
-    if (!slot) {
+    const field *f = fields;
+    if (k)
+      while (f->name && !(f->len == len && memcmp(k, f->name, len) == 0)) f++;
+    if (!k || !f->name) {
       if (k) uipc_argerror(L, 2, "unknown field '%s'", k);
       uipc_argerror(L, 2, "unknown field of type %s", luaL_typename(L, -2));
     }
-    lua_replace(L, slot);
+    lua_replace(L, f->slot);
   }
+}
+
+/* sendmsg's fields: data 3, (4 the iov box), fds 5, cred 6, flags 7, to 8 */
+static const field sendfields[] = {
+  {"data", 4, 3}, {"fds", 3, 5}, {"cred", 4, 6}, {"flags", 5, 7}, {"to", 2, 8}, {NULL, 0, 0}
+};
+
+static void sendslots(lua_State *L) {
+  tableslots(L, 8, sendfields);
 }
 
 /*
@@ -356,25 +366,11 @@ static lua_Integer optfield(lua_State *L, int idx, const char *k, lua_Integer de
   return v;
 }
 
-/* the recvmsg options in one walk, as sendslots: size 3, maxfds 4, flags 5 */
+/* the recvmsg options: size 3, maxfds 4, flags 5 */
+static const field recvfields[] = {{"size", 4, 3}, {"maxfds", 6, 4}, {"flags", 5, 5}, {NULL, 0, 0}};
+
 static void recvslots(lua_State *L) {
-  lua_settop(L, 5);
-  lua_pushnil(L);
-  while (lua_next(L, 2)) {
-    size_t len;
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
-    int slot = 0;
-    if (k) switch (len) {
-        case 4: slot = memcmp(k, "size", 4) == 0 ? 3 : 0; break;
-        case 5: slot = memcmp(k, "flags", 5) == 0 ? 5 : 0; break;
-        case 6: slot = memcmp(k, "maxfds", 6) == 0 ? 4 : 0; break;
-      }
-    if (!slot) {
-      if (k) uipc_argerror(L, 2, "unknown field '%s'", k);
-      uipc_argerror(L, 2, "unknown field of type %s", luaL_typename(L, -2));
-    }
-    lua_replace(L, slot);
-  }
+  tableslots(L, 5, recvfields);
 }
 
 /*
