@@ -13,31 +13,9 @@ local now = socket.gettime
 local loop, secs = arg[1], tonumber(arg[2])
 local secs_path
 
-local clock = os.clock -- process CPU time
-local c0 = clock()
-
--- "ok OPS WALL CPU": wall-clock and process CPU seconds since the timed loop began
-local function out(ops, el)
-  io.write(("ok %d %.6f %.6f\n"):format(ops, el, clock() - c0))
-end
-
-local function run(batch, body)
-  body()
-  c0 = clock()
-  local ops, t0, el = 0, now()
-  repeat
-    for _ = 1, batch do body() end
-    ops = ops + batch
-    el = now() - t0
-  until el >= secs
-  out(ops, el)
-end
-
-local function tmppath()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
+local H = dofile("bench/harness.lua")(now, secs)
+local out, run = H.out, H.run
+local tmppath = H.tmppath
 
 local function listener(path)
   local s = assert(unix.stream())
@@ -83,7 +61,7 @@ function loops.bulk()
   local srv = listener(path)
   local c, h = peer("peer-bulk", path, srv)
   os.remove(path)
-  c0 = clock()
+  H.start()
   local bytes, t0, el = 0, now()
   repeat
     for _ = 1, 16 do

@@ -6,13 +6,8 @@ local now = ipc.monotime
 local loop, secs = arg[1], tonumber(arg[2])
 local sockm = ipc._methods and ipc._methods.socket or {}
 
-local clock = os.clock -- process CPU time
-local c0 = clock()
-
--- "ok OPS WALL CPU": wall-clock and process CPU seconds since the timed loop began
-local function out(ops, el)
-  io.write(("ok %d %.6f %.6f\n"):format(ops, el, clock() - c0))
-end
+local H = dofile("bench/harness.lua")(now, secs)
+local out = H.out
 
 local function na(why)
   io.write("na ", why, "\n")
@@ -23,26 +18,7 @@ local function need(ok, name)
   if not ok then na("not built (" .. name .. ")") end
 end
 
--- run body() in batches until secs have passed; with BENCH_COUNT set, run
--- exactly that many times (for valgrind --tool=callgrind: Ir per op)
-local COUNT = tonumber(os.getenv "BENCH_COUNT" or "")
-local function run(batch, body)
-  body() -- warm up once
-  if COUNT then
-    local t0 = now()
-    c0 = clock()
-    for _ = 1, COUNT do body() end
-    return out(COUNT, now() - t0)
-  end
-  c0 = clock()
-  local ops, t0, el = 0, now()
-  repeat
-    for _ = 1, batch do body() end
-    ops = ops + batch
-    el = now() - t0
-  until el >= secs
-  out(ops, el)
-end
+local run = H.run
 
 local msg64 = string.rep("x", 64)
 
@@ -73,7 +49,7 @@ function loops.bulk()
     while a:sendall(chunk) do end
   end)
   a:close()
-  c0 = clock()
+  H.start()
   local bytes, t0, el = 0, now()
   repeat
     for _ = 1, 16 do
