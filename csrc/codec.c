@@ -1,5 +1,5 @@
 /*
- * unixipc — the channel codec: Lua values <-> a frame body (doc/message.md).
+ * unixipc — the channel codec: Lua values <-> a frame body (README, Channels).
  *
  * A body is one value: tag byte 0 nil, 1 false, 2 true, 3 integer (<j),
  * 4 float (<d), 5 string (<s4), 6 table (<I4 pair count, then key, value,

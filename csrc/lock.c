@@ -8,7 +8,7 @@
  * semantics). Instead it keeps a reference to the file *object* (user value
  * 1) and a pointer to its state, so release() can tell whether that object
  * was closed since: if so the kernel has already done what closing does
- * (see doc/locks.md) and release() makes no syscall at all, so it can never
+ * (see the README, File locks) and release() makes no syscall at all, so it can never
  * unlock another file that reused the descriptor number. With a bare
  * integer descriptor there is no owner to ask; the caller keeps it open.
  */

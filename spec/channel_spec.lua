@@ -9,29 +9,9 @@ local function frame(nfds, body, len)
   return pack("<BBI4", 0xA5, nfds, len or #body) .. body
 end
 
-local function nfds()
-  local n = 0
-  for _ in pairs(ipc._openfds()) do n = n + 1 end
-  return n
-end
+local nfds, closeall = S.nfds, S.closeall
 
-local function closeall(list)
-  for _, o in ipairs(list) do o:close() end
-end
-
--- deep equality that knows nan and -0.0 and integer/float subtypes
-local function same(x, y)
-  if type(x) ~= type(y) then return false end
-  if type(x) == "number" then
-    if math.type(x) ~= math.type(y) then return false end
-    if x ~= x then return y ~= y end
-    return x == y and 1 / x == 1 / y
-  end
-  if type(x) ~= "table" then return x == y end
-  for k, v in pairs(x) do if not same(v, y[k]) then return false end end
-  for k in pairs(y) do if x[k] == nil then return false end end
-  return true
-end
+local same = S.same
 
 local VALUES = {
   { "nil" }, { true }, { false },

@@ -1,6 +1,7 @@
 -- csrc/codec.c: the channel codec (core._encode, core._decode), against the
--- wire format of doc/message.md as string.pack writes it.
+-- wire format in the README (Channels) as string.pack writes it.
 local core = require "unixipc.core"
+local S = require "support"
 
 local encode, decode = core._encode, core._decode
 local pack = string.pack
@@ -28,31 +29,7 @@ local function ref(v)
   error("ref: " .. t)
 end
 
--- deep equality that knows nan, -0.0 and integer/float subtypes
-local function same(x, y)
-  if type(x) ~= type(y) then return false end
-  if type(x) == "number" then
-    if math.type(x) ~= math.type(y) then return false end
-    if x ~= x then return y ~= y end
-    return x == y and 1 / x == 1 / y
-  end
-  if type(x) ~= "table" then return x == y end
-  local nx, ny = 0, 0
-  for k, v in next, x do
-    nx = nx + 1
-    if type(k) ~= "table" then
-      if not same(v, rawget(y, k)) then return false end
-    else -- a table key comes back as another table: find a twin
-      local found = false
-      for k2, v2 in next, y do
-        if type(k2) == "table" and same(k, k2) and same(v, v2) then found = true; break end
-      end
-      if not found then return false end
-    end
-  end
-  for _ in next, y do ny = ny + 1 end
-  return nx == ny
-end
+local same = S.same
 
 local function nest(n) -- n tables, each the [1] of the one before
   local top = {}

@@ -3,15 +3,7 @@
 local ipc = require "unixipc"
 local S = require "support"
 
-local function nfds()
-  local n = 0
-  for _ in pairs(ipc._openfds()) do n = n + 1 end
-  return n
-end
-
-local function closeall(list)
-  for _, o in ipairs(list) do o:close() end
-end
+local nfds, closeall = S.nfds, S.closeall
 
 -- read a descriptor's target from /proc (what it refers to)
 local function target(obj)

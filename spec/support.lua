@@ -36,6 +36,45 @@ function M.example(script, args)
   return out, ok, how, code
 end
 
+-- deep equality that knows nan, -0.0, integer/float subtypes and table keys
+-- (which come back from a codec as other, equal tables)
+function M.same(x, y)
+  if type(x) ~= type(y) then return false end
+  if type(x) == "number" then
+    if math.type(x) ~= math.type(y) then return false end
+    if x ~= x then return y ~= y end
+    return x == y and 1 / x == 1 / y
+  end
+  if type(x) ~= "table" then return x == y end
+  local nx, ny = 0, 0
+  for k, v in next, x do
+    nx = nx + 1
+    if type(k) ~= "table" then
+      if not M.same(v, rawget(y, k)) then return false end
+    else -- a table key comes back as another table: find a twin
+      local found = false
+      for k2, v2 in next, y do
+        if type(k2) == "table" and M.same(k, k2) and M.same(v, v2) then found = true; break end
+      end
+      if not found then return false end
+    end
+  end
+  for _ in next, y do ny = ny + 1 end
+  return nx == ny
+end
+
+-- how many descriptors this process has open
+function M.nfds()
+  local n = 0
+  for _ in pairs(ipc._openfds()) do n = n + 1 end
+  return n
+end
+
+-- close every object of a list
+function M.closeall(list)
+  for _, o in ipairs(list) do o:close() end
+end
+
 -- the shell-quoted form of a string
 function M.quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"

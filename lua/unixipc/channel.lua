@@ -30,7 +30,7 @@ local EPROTO, EMSGSIZE, EINVAL, EAGAIN = errno.EPROTO, errno.EMSGSIZE, errno.EIN
 -- ---- codec -------------------------------------------------------------
 -- The body is one value: tag 0 nil, 1 false, 2 true, 3 integer (<j), 4 float
 -- (<d), 5 string (<s4), 6 table (<I4 pair count, then key, value, ...),
--- tables nested at most 200 deep (doc/message.md). Coded in C (csrc/codec.c):
+-- tables nested at most 200 deep (README, Channels). Coded in C (csrc/codec.c):
 -- encode(value, 2) raises "bad argument #1 to 'send' (...)" at the caller of
 -- send for what cannot be sent; decode(s, pos) reads one value from s[pos] to
 -- the end of s and raises the reason a body is malformed.
