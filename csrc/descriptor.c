@@ -17,10 +17,13 @@
 
 static char FDKEY, SOCKKEY; /* registry keys of the two metatables */
 
+const uipc_Class uipc_fdclass = {"unixipc descriptor"};
+
 /* ---- object model ---------------------------------------------------- */
 
 uipc_Fd *uipc_newfd(lua_State *L, int issock) {
   uipc_Fd *o = (uipc_Fd *)lua_newuserdatauv(L, sizeof(uipc_Fd), 0);
+  o->cls = &uipc_fdclass;
   o->fd = -1;
   o->issock = (unsigned char)(issock != 0);
   o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = o->handed = 0;
@@ -119,28 +122,7 @@ void uipc_nbresolve(uipc_Fd *o) {
 }
 
 uipc_Fd *uipc_toobj(lua_State *L, int idx) {
-  uipc_Fd *o = (uipc_Fd *)lua_touserdata(L, idx);
-  const void *mt;
-  int ok = 0;
-  if (!o || !lua_getmetatable(L, idx)) return NULL;
-  /* fast path: methods (and functions registered by uipc_setfuncs) carry
-     both metatables as upvalues; comparing table addresses is cheaper than
-     lua_rawequal (an absent upvalue is nil: NULL, never equal) */
-  mt = lua_topointer(L, -1);
-  if (mt == lua_topointer(L, lua_upvalueindex(2)) || mt == lua_topointer(L, lua_upvalueindex(1)))
-    ok = 1;
-  else {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
-    ok = lua_rawequal(L, -1, -2);
-    lua_pop(L, 1);
-    if (!ok) {
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &SOCKKEY);
-      ok = lua_rawequal(L, -1, -2);
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
-  return ok ? o : NULL;
+  return (uipc_Fd *)uipc_toclass(L, idx, &uipc_fdclass, sizeof(uipc_Fd));
 }
 
 uipc_Fd *uipc_checkobj(lua_State *L, int idx) {
@@ -718,26 +700,10 @@ void uipc_addmethods(lua_State *L, const luaL_Reg *fdm, const luaL_Reg *sockm) {
   for (i = 0; i < 2; i++) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, i ? (void *)&SOCKKEY : (void *)&FDKEY);
     lua_getfield(L, -1, "__index");
-    if (fdm) {
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &SOCKKEY);
-      luaL_setfuncs(L, fdm, 2);
-    }
-    if (sockm && i == 1) {
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &SOCKKEY);
-      luaL_setfuncs(L, sockm, 2);
-    }
+    if (fdm) luaL_setfuncs(L, fdm, 0);
+    if (sockm && i == 1) luaL_setfuncs(L, sockm, 0);
     lua_pop(L, 2);
   }
-}
-
-/* module functions with the two metatables as upvalues, like methods, so
-   their descriptor arguments take uipc_toobj's fast path */
-void uipc_setfuncs(lua_State *L, const luaL_Reg *funcs) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &SOCKKEY);
-  luaL_setfuncs(L, funcs, 2);
 }
 
 static void newclass(lua_State *L, void *key, const char *name) {
@@ -751,12 +717,9 @@ void uipc_open_descriptor(lua_State *L) {
   int i;
   newclass(L, &FDKEY, UIPC_FD_MT);
   newclass(L, &SOCKKEY, UIPC_SOCKET_MT);
-  /* metamethods too carry both metatables (__gc runs for every object) */
   for (i = 0; i < 2; i++) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, i ? (void *)&SOCKKEY : (void *)&FDKEY);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &SOCKKEY);
-    luaL_setfuncs(L, metamethods, 2);
+    luaL_setfuncs(L, metamethods, 0);
     lua_pop(L, 1);
   }
   uipc_addmethods(L, fdmethods, NULL);

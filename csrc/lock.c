@@ -31,6 +31,7 @@ enum { OWN_INT, OWN_OBJ, OWN_FILE };     /* what the descriptor came from */
 enum { W_BLOCK, W_NONE, W_TIMED };       /* how to wait */
 
 typedef struct Lock {
+  const uipc_Class *cls; /* &lockclass */
   int fd;              /* descriptor it was taken through; -1 once released */
   unsigned char kind;  /* K_* */
   unsigned char owner; /* OWN_* */
@@ -59,15 +60,16 @@ typedef struct Opts {
 #define BACKOFF_MIN 0.001
 #define BACKOFF_MAX 0.010
 
+static const uipc_Class lockclass = {"unixipc lock"};
+
 /*
- * Every function here carries four upvalues: the fd and socket metatables
- * (uipc_toobj's fast path), and the two lock metatables. A held lock has
- * MT_LOCK (with __gc); release() switches it to MT_DONE, the same class
- * without __gc, so the collector makes no finalizer call for the common
- * released-then-dropped object (Lua looks __gc up when it finalizes).
+ * Every function here carries the two lock metatables as upvalues. A held
+ * lock has MT_LOCK (with __gc); release() switches it to MT_DONE, the same
+ * class without __gc, so the collector makes no finalizer call for the
+ * common released-then-dropped object (Lua looks __gc up when it finalizes).
  */
-#define MT_LOCK lua_upvalueindex(3)
-#define MT_DONE lua_upvalueindex(4)
+#define MT_LOCK lua_upvalueindex(1)
+#define MT_DONE lua_upvalueindex(2)
 
 /*
  * This process's pid without a syscall per lock (getpid costs as much as
@@ -104,18 +106,12 @@ static void initpid(void) {
 
 /* descriptor argument 1: fd, and what owns it (objects are borrowed, not copied) */
 static int checkfile(lua_State *L, unsigned char *owner, void **ref) {
-  uipc_Fd *o = (uipc_Fd *)lua_touserdata(L, 1);
+  uipc_Fd *o = uipc_toobj(L, 1);
   int fd;
-  /* uipc_toobj's test, files first (what locks are taken on): two raw
-     compares with the upvalues cost less than its three lua_topointer */
-  if (o && lua_getmetatable(L, 1)) {
-    int ours = lua_rawequal(L, -1, lua_upvalueindex(1)) || lua_rawequal(L, -1, lua_upvalueindex(2));
-    lua_pop(L, 1);
-    if (ours && o->fd >= 0) {
-      *owner = OWN_OBJ;
-      *ref = o;
-      return o->fd;
-    }
+  if (o && o->fd >= 0) {
+    *owner = OWN_OBJ;
+    *ref = o;
+    return o->fd;
   }
   fd = uipc_checkfd(L, 1); /* raises for closed objects and wrong types */
   if (lua_type(L, 1) == LUA_TNUMBER) {
@@ -344,6 +340,7 @@ static int drop(Lock *l) {
  */
 static Lock *newlock(lua_State *L, int kind, unsigned char owner, void *ref) {
   Lock *l = (Lock *)lua_newuserdatauv(L, sizeof(Lock), 1);
+  l->cls = &lockclass;
   l->fd = -1;
   l->kind = (unsigned char)kind;
   l->owner = owner;
@@ -456,12 +453,7 @@ static int ipc_testlock(lua_State *L) {
 /* ---- lock objects ---------------------------------------------------- */
 
 static Lock *tolock(lua_State *L) {
-  Lock *l = (Lock *)lua_touserdata(L, 1);
-  int ok;
-  if (!l || !lua_getmetatable(L, 1)) return NULL;
-  ok = lua_rawequal(L, -1, MT_LOCK) || lua_rawequal(L, -1, MT_DONE);
-  lua_pop(L, 1);
-  return ok ? l : NULL;
+  return (Lock *)uipc_toclass(L, 1, &lockclass, sizeof(Lock));
 }
 
 static Lock *checklock(lua_State *L) {
@@ -550,8 +542,6 @@ static const luaL_Reg funcs[] = {
 };
 
 static void pushupvalues(lua_State *L, int mt, int done) {
-  luaL_getmetatable(L, UIPC_FD_MT);
-  luaL_getmetatable(L, UIPC_SOCKET_MT);
   lua_pushvalue(L, mt);
   lua_pushvalue(L, done);
 }
@@ -560,10 +550,10 @@ static void pushupvalues(lua_State *L, int mt, int done) {
 static void fillmeta(lua_State *L, int idx, int mt, int done, int methods) {
   lua_pushvalue(L, idx);
   pushupvalues(L, mt, done);
-  luaL_setfuncs(L, lockmeta, 4);
+  luaL_setfuncs(L, lockmeta, 2);
   if (idx == mt) {
     pushupvalues(L, mt, done);
-    lua_pushcclosure(L, lock_gc, 4);
+    lua_pushcclosure(L, lock_gc, 2);
     lua_setfield(L, -2, "__gc");
   }
   lua_pushvalue(L, methods);
@@ -586,9 +576,9 @@ void uipc_open_lock(lua_State *L) {
   lua_setfield(L, done, "__name");
   lua_pushvalue(L, methods);
   pushupvalues(L, mt, done);
-  luaL_setfuncs(L, lockmethods, 4);
+  luaL_setfuncs(L, lockmethods, 2);
   lua_pushvalue(L, mod);
   pushupvalues(L, mt, done);
-  luaL_setfuncs(L, funcs, 4);
+  luaL_setfuncs(L, funcs, 2);
   lua_settop(L, mod);
 }

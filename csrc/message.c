@@ -64,13 +64,13 @@ static fdguard *newguard(lua_State *L) {
 }
 
 /*
- * The names of the info fields live in the methods' upvalues (after the two
- * metatables that uipc_toobj expects): a raw set with an interned key skips
- * the string lookup lua_setfield does on every call.
+ * The names of the info fields live in the methods' upvalues: a raw set
+ * with an interned key skips the string lookup lua_setfield does on every
+ * call.
  */
 static const char *const keynames[] = {"truncated", "ctruncated", "flags", "from", "cred", "pid",
                                        "uid", "gid", NULL};
-enum { K_TRUNC = 3, K_CTRUNC, K_FLAGS, K_FROM, K_CRED, K_PID, K_UID, K_GID, K_GUARD, K_END };
+enum { K_TRUNC = 1, K_CTRUNC, K_FLAGS, K_FROM, K_CRED, K_PID, K_UID, K_GID, K_GUARD, K_END };
 
 /* push a free guard: the shared one (upvalue K_GUARD), or a fresh one when it is in use */
 static fdguard *pushguard(lua_State *L) {
@@ -87,24 +87,9 @@ static void pushkey(lua_State *L, int k) {
   lua_pushvalue(L, lua_upvalueindex(k));
 }
 
-/*
- * uipc_toobj's test with the order that suits each use (sockets for self,
- * descriptors for fds[i]): a raw compare with an upvalue costs less than
- * its lua_topointer of each metatable. NULL when not ours.
- */
-static uipc_Fd *toours(lua_State *L, int idx, int sockfirst) {
-  uipc_Fd *o = (uipc_Fd *)lua_touserdata(L, idx);
-  int ok;
-  if (!o || !lua_getmetatable(L, idx)) return NULL;
-  ok = lua_rawequal(L, -1, lua_upvalueindex(sockfirst ? 2 : 1)) ||
-       lua_rawequal(L, -1, lua_upvalueindex(sockfirst ? 1 : 2));
-  lua_pop(L, 1);
-  return ok ? o : NULL;
-}
-
 /* self: an open socket (uipc_checksock's messages) */
 static uipc_Fd *checkself(lua_State *L) {
-  uipc_Fd *o = toours(L, 1, 1);
+  uipc_Fd *o = uipc_toobj(L, 1);
   if (!o || !o->issock) luaL_typeerror(L, 1, "unixipc socket");
   if (o->fd < 0) luaL_error(L, "attempt to use a closed socket");
   return o;
@@ -127,7 +112,7 @@ static int elemfd(lua_State *L, int t, lua_Integer i) {
       uipc_argerror(L, t, "fds[%d] must be a non-negative integer descriptor", (int)i);
     return (int)fd;
   }
-  if ((o = toours(L, -1, 0)) != NULL) {
+  if ((o = uipc_toobj(L, -1)) != NULL) {
     if (o->fd < 0)
       uipc_argerror(L, t, "fds[%d]: attempt to use a closed %s", (int)i,
                     o->issock ? "socket" : "descriptor");
@@ -539,7 +524,7 @@ static const luaL_Reg sockmethods[] = {
 
 void uipc_open_message(lua_State *L) {
   const char *const *k;
-  /* socket methods, with the metatables uipc_toobj expects and the keys */
+  /* socket methods, with the keys and the shared guard as upvalues */
   lua_getfield(L, -1, "_methods");
   lua_getfield(L, -1, "socket");
   /* the guards' class first: the shared guard is the last upvalue */
@@ -549,8 +534,6 @@ void uipc_open_message(lua_State *L) {
   lua_pushcfunction(L, guard_close);
   lua_setfield(L, -2, "__gc");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &GUARDMT);
-  luaL_getmetatable(L, UIPC_FD_MT);
-  luaL_getmetatable(L, UIPC_SOCKET_MT);
   for (k = keynames; *k; k++) lua_pushstring(L, *k);
   newguard(L);
   luaL_setfuncs(L, sockmethods, K_END - 1);

@@ -207,19 +207,20 @@ typedef struct {
 
 /* two arrays of n entries (cap allocated): what poll(2) takes, and the owners */
 typedef struct {
+  const uipc_Class *cls; /* &psetclass */
   struct pollfd *fds;
   PollEnt *ents;
   int n, cap, ndead;
   int closed;
 } PollSet;
 
+static const uipc_Class psetclass = {"unixipc pollset"};
+
+/* the pollset metatable, the upvalue of pollset() */
+#define PSET_META lua_upvalueindex(1)
+
 static PollSet *topset(lua_State *L, int idx) {
-  PollSet *ps = (PollSet *)lua_touserdata(L, idx);
-  const void *mt;
-  if (!ps || !lua_getmetatable(L, idx)) return NULL;
-  mt = lua_topointer(L, -1);
-  lua_pop(L, 1);
-  return mt == lua_topointer(L, lua_upvalueindex(3)) ? ps : NULL;
+  return (PollSet *)uipc_toclass(L, idx, &psetclass, sizeof(PollSet));
 }
 
 static PollSet *checkset(lua_State *L) {
@@ -232,6 +233,7 @@ static PollSet *checkset(lua_State *L) {
 static void freeset(PollSet *ps) {
   free(ps->fds);
   free(ps->ents);
+  ps->cls = &psetclass;
   ps->fds = NULL;
   ps->ents = NULL;
   ps->n = ps->cap = ps->ndead = 0;
@@ -258,11 +260,12 @@ static int grow(PollSet *ps) {
 /* pollset() -> an empty set */
 static int ipc_pollset(lua_State *L) {
   PollSet *ps = (PollSet *)lua_newuserdatauv(L, sizeof(PollSet), 2);
+  ps->cls = &psetclass;
   ps->fds = NULL;
   ps->ents = NULL;
   ps->n = ps->cap = ps->ndead = 0;
   ps->closed = 0;
-  lua_pushvalue(L, lua_upvalueindex(3));
+  lua_pushvalue(L, PSET_META);
   lua_setmetatable(L, -2);
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_INDEX);
@@ -490,26 +493,17 @@ static const luaL_Reg psetfuncs[] = {
   {NULL, NULL}
 };
 
-/* the two descriptor metatables (uipc_toobj's fast path) and the pollset's */
-static void pushupvalues(lua_State *L, int mt) {
-  luaL_getmetatable(L, UIPC_FD_MT);
-  luaL_getmetatable(L, UIPC_SOCKET_MT);
-  lua_pushvalue(L, mt);
-}
-
 void uipc_open_poll(lua_State *L) {
   int mod = lua_gettop(L), mt;
-  uipc_setfuncs(L, funcs);
+  luaL_setfuncs(L, funcs, 0);
   luaL_newmetatable(L, PSET_MT);
   mt = lua_gettop(L);
-  pushupvalues(L, mt);
-  luaL_setfuncs(L, psetmeta, 3);
+  luaL_setfuncs(L, psetmeta, 0);
   lua_newtable(L);
-  pushupvalues(L, mt);
-  luaL_setfuncs(L, psetmethods, 3);
+  luaL_setfuncs(L, psetmethods, 0);
   lua_setfield(L, mt, "__index");
   lua_pushvalue(L, mod);
-  pushupvalues(L, mt);
-  luaL_setfuncs(L, psetfuncs, 3);
+  lua_pushvalue(L, mt);
+  luaL_setfuncs(L, psetfuncs, 1);
   lua_settop(L, mod);
 }

@@ -24,7 +24,30 @@
 #define UIPC_ADDR_MT "unixipc.address"  /* address tables (tostring) */
 
 /*
- * One struct serves descriptor and socket objects; the metatable says which.
+ * Class tags. Every object struct of ours begins with a pointer to its
+ * class's tag, a static in this library; uipc_toclass recognises an object
+ * by that tag and the userdata's exact size, not by its metatable. That is
+ * two API calls where a metatable test takes four to six, and it is sound:
+ * Lua code cannot write a full userdata's bytes (debug.setmetatable can
+ * only swap metatables, which would fool a metatable test), a block of
+ * another size is never read, and a light userdata has length 0.
+ */
+typedef struct uipc_Class {
+  const char *name;
+} uipc_Class;
+
+UIPC_API extern const uipc_Class uipc_fdclass; /* descriptors and sockets (uipc_Fd) */
+
+/* the object at idx if it is a full userdata of class cls and this size, else NULL */
+static inline void *uipc_toclass(lua_State *L, int idx, const uipc_Class *cls, size_t size) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_rawlen(L, idx) == size && *(const uipc_Class *const *)p == cls) return p;
+  return NULL;
+}
+
+/*
+ * One struct serves descriptor and socket objects; issock (and the
+ * metatable, for the methods) says which.
  * fd is -1 once closed. Blocking state is tracked here so hot paths never
  * ask the kernel with fcntl: O_NONBLOCK is on the descriptor when
  * (usernb || timeout >= 0) -- onb mirrors what we last set. A received
@@ -32,6 +55,7 @@
  * not): calls then wait out EAGAIN with poll, as a blocking object should.
  */
 typedef struct uipc_Fd {
+  const uipc_Class *cls; /* &uipc_fdclass */
   int fd;
   unsigned char issock;  /* socket metatable */
   unsigned char isfifo;  /* pipe/FIFO: writes guard against SIGPIPE */
@@ -110,10 +134,6 @@ UIPC_API int uipc_writeall(lua_State *L, uipc_Fd *o, const char *s, size_t n, in
    received descriptor); call this before reading o->onb or o->usernb
    outside the hot paths that already do (uipc_block, the setters) */
 UIPC_API void uipc_nbresolve(uipc_Fd *o);
-
-/* descriptor.c: register module functions into the table at -1 with the
-   two class metatables as upvalues (uipc_toobj's fast path, as for methods) */
-UIPC_API void uipc_setfuncs(lua_State *L, const luaL_Reg *funcs);
 
 /* address.c */
 UIPC_API int uipc_toaddr(lua_State *L, int idx, int family, int socktype,

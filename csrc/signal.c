@@ -37,6 +37,7 @@
 #define SIGNAL_MT "unixipc.signal"
 
 typedef struct Bridge {
+  const uipc_Class *cls; /* &bridgeclass */
   int fd;              /* signalfd, or the pipe's read end; -1 once closed */
   int wfd;             /* self-pipe write end; -1 with signalfd */
   unsigned char drain; /* signalfd: discard still-pending signals on close */
@@ -50,6 +51,8 @@ typedef struct Bridge {
 } Bridge;
 
 static Bridge *live; /* every open bridge */
+
+static const uipc_Class bridgeclass = {SIGNAL_MT};
 
 /* one signal as read from the bridge */
 typedef struct Rec {
@@ -269,7 +272,9 @@ static int checkopts(lua_State *L, int idx) {
 /* ---- ipc.signalfd ---------------------------------------------------------- */
 
 static Bridge *tobridge(lua_State *L, int idx) {
-  return (Bridge *)luaL_checkudata(L, idx, SIGNAL_MT);
+  Bridge *b = (Bridge *)uipc_toclass(L, idx, &bridgeclass, sizeof(Bridge));
+  if (!b) luaL_typeerror(L, idx, SIGNAL_MT);
+  return b;
 }
 
 static Bridge *checkbridge(lua_State *L, int idx) {
@@ -286,6 +291,7 @@ static int ipc_signalfd(lua_State *L) {
   checksignals(L, &set);
   drain = checkopts(L, 2);
   b = (Bridge *)lua_newuserdatauv(L, sizeof(Bridge), 0);
+  b->cls = &bridgeclass;
   b->fd = b->wfd = -1;
   b->drain = (unsigned char)drain;
   b->events[0] = 'r';
