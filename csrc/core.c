@@ -204,19 +204,22 @@ const char *uipc_nameof(const uipc_Const *names, int value) {
   return NULL;
 }
 
-/* case-insensitive match of s[0..n) against name, with an optional prefix */
-static int matchname(const char *s, size_t n, const char *name, const char *prefix) {
-  size_t pl = prefix ? strlen(prefix) : 0;
-  if (pl && n > pl && strncasecmp(s, prefix, pl) == 0 && strlen(name) == n - pl &&
-      strncasecmp(s + pl, name, n - pl) == 0)
-    return 1;
-  return strlen(name) == n && strncasecmp(s, name, n) == 0;
+/* s[0..n) (no NUL inside) equals name, ignoring case. The first bytes are
+   compared first with the ASCII case bit masked off, which settles most
+   entries of a table (it never rejects a match; strncasecmp decides) */
+static inline int sameword(const char *s, size_t n, const char *name) {
+  return ((s[0] ^ name[0]) & ~0x20) == 0 && strncasecmp(s, name, n) == 0 && name[n] == '\0';
 }
 
+/* the entry s[0..n) names, ignoring case, with or without the prefix */
 static const uipc_Const *findname(const uipc_Const *names, const char *s, size_t n,
                                   const char *prefix) {
+  size_t pl = prefix ? strlen(prefix) : 0;
+  const char *t = NULL;
+  if (n == 0 || memchr(s, '\0', n)) return NULL;
+  if (pl && n > pl && strncasecmp(s, prefix, pl) == 0) t = s + pl;
   for (; names->name; names++)
-    if (matchname(s, n, names->name, prefix)) return names;
+    if ((t && sameword(t, n - pl, names->name)) || sameword(s, n, names->name)) return names;
   return NULL;
 }
 

@@ -391,26 +391,39 @@ static int readrec(Bridge *b, Rec *r) {
 #endif
 }
 
-#define SETINT(k, v) (lua_pushinteger(L, (v)), lua_setfield(L, -2, k))
+/*
+ * The record's field names live in the methods' upvalues: a raw set with an
+ * interned key skips the string lookup lua_setfield does for every field.
+ */
+static const char *const recnames[] = {"signo", "name", "code", "pid", "uid", "status",
+                                       "value", "fd", "band", NULL};
+enum { K_SIGNO = 1, K_NAME, K_CODE, K_PID, K_UID, K_STATUS, K_VALUE, K_FD, K_BAND, K_END };
+
+static void setint(lua_State *L, int k, lua_Integer v) {
+  lua_pushvalue(L, lua_upvalueindex(k));
+  lua_pushinteger(L, v);
+  lua_rawset(L, -3);
+}
 
 static void pushrec(lua_State *L, const Rec *r) {
   int lay = layout(r->signo, r->code);
   lua_createtable(L, 0, 7);
-  SETINT("signo", r->signo);
+  setint(L, K_SIGNO, r->signo);
+  lua_pushvalue(L, lua_upvalueindex(K_NAME));
   lua_pushstring(L, uipc_signame(r->signo));
-  lua_setfield(L, -2, "name");
-  SETINT("code", r->code);
+  lua_rawset(L, -3);
+  setint(L, K_CODE, r->code);
   if (lay == L_POLL) {
-    SETINT("pid", 0);
-    SETINT("uid", 0);
-    SETINT("fd", r->fd);
-    SETINT("band", r->band);
+    setint(L, K_PID, 0);
+    setint(L, K_UID, 0);
+    setint(L, K_FD, r->fd);
+    setint(L, K_BAND, r->band);
     return;
   }
-  SETINT("pid", lay == L_NONE ? 0 : r->pid);
-  SETINT("uid", lay == L_NONE ? 0 : r->uid);
-  if (lay == L_CHLD) SETINT("status", r->status);
-  if (lay == L_RT) SETINT("value", r->value);
+  setint(L, K_PID, lay == L_NONE ? 0 : r->pid);
+  setint(L, K_UID, lay == L_NONE ? 0 : r->uid);
+  if (lay == L_CHLD) setint(L, K_STATUS, r->status);
+  if (lay == L_RT) setint(L, K_VALUE, r->value);
 }
 
 /*
@@ -687,9 +700,12 @@ static const luaL_Reg funcs[] = {
 };
 
 void uipc_open_signal(lua_State *L) {
+  const char *const *k;
   luaL_newmetatable(L, SIGNAL_MT);
   luaL_setfuncs(L, sigmeta, 0);
-  luaL_newlib(L, sigmethods);
+  lua_newtable(L);
+  for (k = recnames; *k; k++) lua_pushstring(L, *k);
+  luaL_setfuncs(L, sigmethods, K_END - 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   uipc_addmethods(L, fdmethods, sockmethods);
