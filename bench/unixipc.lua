@@ -111,9 +111,8 @@ end
 function loops.fcntl()
   need(ipc.lock, "ipc.lock")
   local f = lockfile()
-  local opts = { type = "write" }
   run(100, function()
-    local l = ipc.lock(f, opts)
+    local l = ipc.lock(f) -- the defaults: a write lock of the whole file, waiting
     l:release()
   end)
 end
