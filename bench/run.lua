@@ -161,6 +161,15 @@ local function median(t)
   return (s[n // 2] + s[n // 2 + 1]) / 2
 end
 
+-- the median of a[i] / b[i] over the rounds both ran: each run set against
+-- the other's run of the same round, so a change in the machine's load
+-- between rounds (common on a shared machine) cancels out
+local function pairedratio(a, b)
+  local q = {}
+  for i = 1, math.min(#a, #b) do q[i] = a[i] / b[i] end
+  return median(q)
+end
+
 local function fmt(v, loop)
   if loop.scale then return ("%.0f"):format(v * loop.scale) end
   if v >= 1e6 then return ("%.2fM"):format(v / 1e6) end
@@ -239,7 +248,8 @@ put(("Lua: %s; Python: %s; LuaSocket %s; cqueues %s; wrk: %s  "):format(
   sh [[lua5.4 -e 'local ok, s = pcall(require, "cqueues"); io.write(ok and tostring(s.VERSION) or "none")' 2>/dev/null]],
   WRK ~= "" and sh(WRK .. " -v 2>&1 | head -1") or "none"))
 put(("Runs: %d rounds, %.2f s each, implementations alternating; the median run is shown, "
-  .. "with its ratio to C in the same bench in parentheses.  "):format(ROUNDS, TIME))
+  .. "with its ratio to C in parentheses: the median over the rounds of each run divided by "
+  .. "the C run of the same round.  "):format(ROUNDS, TIME))
 put("Ops/s unless said otherwise; k = thousand, M = million. " .. (CLOCK == "wall"
   and "Every loop is rated by wall-clock time (BENCH_CLOCK=wall)."
   or "One-process loops (marked *) are rated by the process's CPU time, the others by wall-clock time."))
@@ -266,7 +276,9 @@ for _, loop in ipairs(loops) do
     local s
     if m then
       s = fmt(m, loop)
-      if im.name ~= "C" and c then s = s .. (" (%.2f)"):format(m / c) end
+      if im.name ~= "C" and c then
+        s = s .. (" (%.2f)"):format(pairedratio(cell.values, r.C.values))
+      end
     elseif cell.status == "na" then
       if cell.why:match "^not built" then
         s = "n/a (not built)"
@@ -290,9 +302,13 @@ for _, loop in ipairs(loops) do
   local verdict = "-"
   if u and c then
     local bad = {}
-    if loop.target and u / c < loop.target then bad[#bad + 1] = "below target" end
+    local uv = r.unixipc.values
+    if loop.target and pairedratio(uv, r.C.values) < loop.target then
+      bad[#bad + 1] = "below target"
+    end
     for _, im in ipairs(impls) do
-      if im.name ~= "C" and im.name ~= "unixipc" and med[im.name] and med[im.name] > u then
+      if im.name ~= "C" and im.name ~= "unixipc" and med[im.name]
+        and pairedratio(uv, r[im.name].values) < 1 then
         bad[#bad + 1] = "behind " .. im.name
       end
     end
