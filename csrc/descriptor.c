@@ -27,6 +27,7 @@ uipc_Fd *uipc_newfd(lua_State *L, int issock) {
   o->fd = -1;
   o->issock = (unsigned char)(issock != 0);
   o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = o->handed = 0;
+  o->gen = 0;
   o->family = o->type = 0;
   o->timeout = -1;
   o->events[0] = 'r';
@@ -94,6 +95,7 @@ void uipc_rewrap(lua_State *L, int idx) {
   uipc_Fd *o = uipc_toobj(L, idx);
   idx = lua_absindex(L, idx);
   if (!o || o->fd < 0) return;
+  o->gen++; /* locks taken through it were on the old file (csrc/lock.c) */
   lua_rawgetp(L, LUA_REGISTRYINDEX, initwrapped(o, o->fd) ? &SOCKKEY : &FDKEY);
   lua_setmetatable(L, idx);
 }

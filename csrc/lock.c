@@ -38,6 +38,7 @@ typedef struct Lock {
   short type;          /* LOCK_SH/LOCK_EX (flock) or F_RDLCK/F_WRLCK */
   void *ref;           /* uipc_Fd * or luaL_Stream *, kept alive by user value 1 */
   pid_t pid;           /* the process that took it */
+  unsigned gen;        /* OWN_OBJ: the object's gen when it was taken */
   off_t start, len;    /* absolute range (whence resolved, len >= 0) */
 } Lock;
 
@@ -301,7 +302,10 @@ static int take(int kind, int fd, int how, struct flock *fl, const Opts *op) {
 
 /* is the descriptor the lock was taken through still the one we were given? */
 static int stillopen(const Lock *l, int fd) {
-  if (l->owner == OWN_OBJ) return ((const uipc_Fd *)l->ref)->fd == fd;
+  if (l->owner == OWN_OBJ) {
+    const uipc_Fd *o = (const uipc_Fd *)l->ref;
+    return o->fd == fd && o->gen == l->gen;
+  }
   if (l->owner == OWN_FILE) {
     const luaL_Stream *p = (const luaL_Stream *)l->ref;
     return p->closef != NULL && fileno(p->f) == fd;
@@ -347,6 +351,7 @@ static Lock *newlock(lua_State *L, int kind, unsigned char owner, void *ref) {
   l->ref = ref;
   l->type = 0;
   l->pid = 0;
+  l->gen = owner == OWN_OBJ ? ((const uipc_Fd *)ref)->gen : 0;
   l->start = l->len = 0;
   if (owner != OWN_INT) {
     lua_pushvalue(L, 1);

@@ -64,6 +64,7 @@ typedef struct uipc_Fd {
   unsigned char nbunknown; /* wrapped fd: onb/usernb not read yet, see uipc_nbresolve */
   unsigned char fifounknown; /* wrapped non-socket: isfifo not read yet (first write) */
   unsigned char handed;  /* closed by tofile(): the descriptor lives on in an io file */
+  unsigned gen;          /* bumped when fd comes to stand for another file (dup2 onto it) */
   int family, type;      /* sockets: AF_*, SOCK_* */
   double timeout;        /* seconds, < 0 means none */
   char events[3];        /* cqueues interest: "r", "w", "rw" */

@@ -748,3 +748,33 @@ describe("release after tofile (review fix)", function()
     os.remove(path)
   end)
 end)
+
+describe("release after dup2 onto the file object", function()
+  it("does not unlock the file the descriptor number now stands for", function()
+    local p1, p2 = os.tmpname(), os.tmpname()
+    local a = assert(ipc.open(p1, "w"))
+    local b = assert(ipc.open(p2, "w"))
+    local l = assert(ipc.flock(a, "ex"))
+    local pl = assert(ipc.lock(a, { type = "write" }))
+    -- a's descriptor now shares b's open file description; dup2 closed the
+    -- old one, which dropped both of a's locks in the kernel
+    assert(ipc.dup2(b, a))
+    local lb = assert(ipc.flock(b, "ex"))
+    assert.is_true(l:release())
+    assert.is_true(pl:release())
+    assert.equal("lock (released)", tostring(l))
+    -- b's flock is still held: another description of p2 cannot take it
+    local other = assert(ipc.open(p2, "r"))
+    assert.is_nil(ipc.flock(other, "ex", { wait = false }))
+    assert.is_true(lb:release())
+    local l2 = assert(ipc.flock(other, "ex", { wait = false }))
+    l2:release()
+    -- and the first file was unlocked by the dup2 itself
+    local first = assert(ipc.open(p1, "r"))
+    local l3 = assert(ipc.flock(first, "ex", { wait = false }))
+    l3:release()
+    for _, o in ipairs({ a, b, other, first }) do o:close() end
+    os.remove(p1)
+    os.remove(p2)
+  end)
+end)
