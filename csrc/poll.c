@@ -233,7 +233,6 @@ static PollSet *checkset(lua_State *L) {
 static void freeset(PollSet *ps) {
   free(ps->fds);
   free(ps->ents);
-  ps->cls = &psetclass;
   ps->fds = NULL;
   ps->ents = NULL;
   ps->n = ps->cap = ps->ndead = 0;
