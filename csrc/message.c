@@ -40,12 +40,19 @@ static char GUARDMT;  /* registry: the guards' metatable */
  * in it (from a finalizer) takes a fresh one.
  */
 typedef struct {
+  const uipc_Class *cls; /* &guardclass: its __gc can be reached with debug.getupvalue */
   int n, busy;
   int fd[CTRL_MAX / sizeof(int)];
 } fdguard;
 
+static const uipc_Class guardclass = {"unixipc descriptor guard"};
+
+static fdguard *toguard(lua_State *L, int idx) {
+  return (fdguard *)uipc_toclass(L, idx, &guardclass, sizeof(fdguard));
+}
+
 static int guard_close(lua_State *L) {
-  fdguard *g = (fdguard *)lua_touserdata(L, 1);
+  fdguard *g = toguard(L, 1);
   int i;
   if (!g) return 0;
   for (i = 0; i < g->n; i++)
@@ -57,6 +64,7 @@ static int guard_close(lua_State *L) {
 
 static fdguard *newguard(lua_State *L) {
   fdguard *g = (fdguard *)lua_newuserdatauv(L, sizeof(fdguard), 0);
+  g->cls = &guardclass;
   g->n = g->busy = 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &GUARDMT);
   lua_setmetatable(L, -2);
@@ -76,7 +84,7 @@ enum { K_TRUNC = 1, K_CTRUNC, K_FLAGS, K_FROM, K_CRED, K_PID, K_UID, K_GID, K_GU
 static fdguard *pushguard(lua_State *L) {
   fdguard *g;
   lua_pushvalue(L, lua_upvalueindex(K_GUARD));
-  g = (fdguard *)lua_touserdata(L, -1);
+  g = toguard(L, -1); /* ours unless debug.setupvalue replaced it */
   if (g && !g->busy) return g;
   lua_pop(L, 1);
   return newguard(L);

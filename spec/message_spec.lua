@@ -684,3 +684,38 @@ describe("recvmsg on seqpacket (review fix)", function()
     b:close()
   end)
 end)
+
+describe("the received-descriptor guard (review fix)", function()
+  -- recvmsg keeps a shared guard in an upvalue; the debug library can reach
+  -- it, and neither its __gc nor recvmsg may then read a foreign userdata
+  it("ignores what is not a guard", function()
+    local recvmsg = ipc._methods.socket.recvmsg
+    local n, name, guard = 0, nil, nil
+    repeat
+      n = n + 1
+      name, guard = debug.getupvalue(recvmsg, n)
+    until name == nil or (type(guard) == "userdata" and debug.getmetatable(guard)
+      and debug.getmetatable(guard).__gc)
+    assert.is_not_nil(name)
+    local gc = debug.getmetatable(guard).__gc
+    local path = os.tmpname()
+    local f <close> = assert(io.open(path, "w"))
+    os.remove(path)
+    gc(f) -- not a guard: nothing is read or closed
+    assert.is_true(io.type(f) == "file")
+    assert(f:write("still open"))
+    -- a foreign value in the guard's place: recvmsg makes its own guard
+    debug.setupvalue(recvmsg, n, f)
+    local a, b = assert(ipc.socketpair())
+    local ok, err = pcall(function()
+      assert(a:sendmsg { data = "x", fds = { a } })
+      local data, fds = assert(b:recvmsg())
+      assert.equal("x", data)
+      fds[1]:close()
+    end)
+    debug.setupvalue(recvmsg, n, guard)
+    a:close()
+    b:close()
+    assert(ok, err)
+  end)
+end)
