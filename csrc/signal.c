@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,7 +38,6 @@
 #define SIGNAL_MT "unixipc.signal"
 
 typedef struct Bridge {
-  const uipc_Class *cls; /* &bridgeclass */
   int fd;              /* signalfd, or the pipe's read end; -1 once closed */
   int wfd;             /* self-pipe write end; -1 with signalfd */
   unsigned char drain; /* signalfd: discard still-pending signals on close */
@@ -52,7 +52,22 @@ typedef struct Bridge {
 
 static Bridge *live; /* every open bridge */
 
+/*
+ * The Lua object is a box pointing at a malloc'd Bridge, which __gc frees.
+ * The live list must never point into memory the collector can free
+ * without asking us: a bridge whose metatable was taken away with
+ * debug.setmetatable is then leaked open, like a forgotten descriptor,
+ * rather than freed while still listed.
+ */
+typedef struct {
+  const uipc_Class *cls; /* &bridgeclass */
+  Bridge *b;             /* NULL once collected */
+} Box;
+
 static const uipc_Class bridgeclass = {SIGNAL_MT};
+
+/* what a box shows once its bridge is freed: closed */
+static Bridge gone = {.fd = -1, .wfd = -1};
 
 /* one signal as read from the bridge */
 typedef struct Rec {
@@ -272,9 +287,9 @@ static int checkopts(lua_State *L, int idx) {
 /* ---- ipc.signalfd ---------------------------------------------------------- */
 
 static Bridge *tobridge(lua_State *L, int idx) {
-  Bridge *b = (Bridge *)uipc_toclass(L, idx, &bridgeclass, sizeof(Bridge));
-  if (!b) luaL_typeerror(L, idx, SIGNAL_MT);
-  return b;
+  Box *x = (Box *)uipc_toclass(L, idx, &bridgeclass, sizeof(Box));
+  if (!x) luaL_typeerror(L, idx, SIGNAL_MT);
+  return x->b ? x->b : &gone;
 }
 
 static Bridge *checkbridge(lua_State *L, int idx) {
@@ -290,8 +305,13 @@ static int ipc_signalfd(lua_State *L) {
   int drain, s, err;
   checksignals(L, &set);
   drain = checkopts(L, 2);
-  b = (Bridge *)lua_newuserdatauv(L, sizeof(Bridge), 0);
-  b->cls = &bridgeclass;
+  {
+    Box *x = (Box *)lua_newuserdatauv(L, sizeof(Box), 0);
+    x->cls = &bridgeclass;
+    x->b = NULL;
+    if ((b = (Bridge *)malloc(sizeof *b)) == NULL) return luaL_error(L, "not enough memory");
+    x->b = b;
+  }
   b->fd = b->wfd = -1;
   b->drain = (unsigned char)drain;
   b->events[0] = 'r';
@@ -460,6 +480,17 @@ static int sig_close(lua_State *L) {
 }
 
 static int sig_gc(lua_State *L) {
+  Box *x = (Box *)uipc_toclass(L, 1, &bridgeclass, sizeof(Box));
+  if (x && x->b) {
+    bridge_close(x->b, x->b->drain);
+    free(x->b);
+    x->b = NULL;
+  }
+  return 0;
+}
+
+/* __close: like close(), errors ignored; the object stays usable (closed) */
+static int sig_closemeta(lua_State *L) {
   Bridge *b = tobridge(L, 1);
   bridge_close(b, b->drain);
   return 0;
@@ -675,7 +706,7 @@ static const luaL_Reg sigmethods[] = {
 
 static const luaL_Reg sigmeta[] = {
   {"__gc", sig_gc},
-  {"__close", sig_gc},
+  {"__close", sig_closemeta},
   {"__tostring", sig_tostring},
   {NULL, NULL}
 };

@@ -577,3 +577,26 @@ describe("exec under a live bridge (review fix)", function()
     assert.equal(1, mask & 1, "SIGHUP (bit 0) ignored in the exec'd program")
   end)
 end)
+
+describe("a bridge stripped of its metatable (review fix)", function()
+  -- debug.setmetatable(bridge, nil) means its __gc never runs: the bridge
+  -- then stays open (leaked, like a forgotten descriptor), and what the
+  -- module keeps about live bridges must not point into freed memory
+  it("is leaked open, and exec still restores the mask from it", function()
+    local pid = child(function()
+      local sig = assert(ipc.signalfd({ "USR2" }))
+      debug.setmetatable(sig, nil)
+      sig = nil -- luacheck: ignore
+      for _ = 1, 3 do collectgarbage() end
+      -- still live: the signal is still bridged
+      local ok, err = pcall(ipc.signalfd, { "USR2" })
+      if ok or not tostring(err):match("already bridged") then return 3 end
+      -- exec walks the live bridges for the mask to hand on
+      ipc.exec("/bin/sh", { "-c", "exit 7" })
+      return 4
+    end)
+    local _, how, code = ipc.waitpid(pid)
+    assert.equal("exited", how)
+    assert.equal(7, code)
+  end)
+end)
