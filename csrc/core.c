@@ -239,7 +239,7 @@ int uipc_checksignalas(lua_State *L, int idx, int argn) {
     uipc_argerror(L, argn, "signal name or number expected, got %s", luaL_typename(L, idx));
   s = lua_tolstring(L, idx, &n);
   if ((c = findname(uipc_signals, s, n, "SIG"))) return c->value;
-  {
+  if (!memchr(s, '\0', n)) {
     const char *p = s;
     if (n > 3 && strncasecmp(p, "SIG", 3) == 0) p += 3;
     if (strncasecmp(p, "RTMIN", 5) == 0 || strncasecmp(p, "RTMAX", 5) == 0) {

@@ -188,7 +188,7 @@ describe("fork and waitpid", function()
     assert.has_error(function() ipc.kill("x", "TERM") end)
     assert.has_error(function() ipc.kill(MYPID, "NOPE") end, "bad argument #2 to 'kill' (unknown signal 'NOPE')")
     -- names are whole words: no prefix of one, no trailing bytes, no embedded NUL
-    for _, name in ipairs({ "", "SIG", "US", "USR", "USR1X", "SIGUSR12", "USR1\0", "SIG\0USR1", "XUSR1" }) do
+    for _, name in ipairs({ "", "SIG", "US", "USR", "USR1X", "SIGUSR12", "USR1\0", "SIG\0USR1", "XUSR1", "RTMIN\0x", "RTMIN+1\0" }) do
       assert.has_error(function() ipc.kill(MYPID, name) end)
     end
     -- case does not matter, with or without SIG (SIGCONT to itself is harmless)
