@@ -129,7 +129,7 @@ uipc_Fd *uipc_toobj(lua_State *L, int idx) {
 
 uipc_Fd *uipc_checkobj(lua_State *L, int idx) {
   uipc_Fd *o = uipc_toobj(L, idx);
-  if (!o) luaL_typeerror(L, idx, "unixipc descriptor");
+  if (!o) luaL_typeerror(L, idx, uipc_fdclass.name);
   if (o->fd < 0)
     luaL_error(L, "attempt to use a closed %s", o->issock ? "socket" : "descriptor");
   return o;
@@ -234,7 +234,7 @@ int uipc_waitfd(int fd, short events, double deadline) {
 static int fd_close(lua_State *L) {
   uipc_Fd *o = uipc_toobj(L, 1);
   int err;
-  if (!o) return luaL_typeerror(L, 1, "unixipc descriptor");
+  if (!o) return luaL_typeerror(L, 1, uipc_fdclass.name);
   err = uipc_closefd(o);
   if (err) return uipc_fail(L, "close", err);
   lua_pushboolean(L, 1);
@@ -268,7 +268,7 @@ static const char *typename_(int t) {
 
 static int fd_tostring(lua_State *L) {
   uipc_Fd *o = uipc_toobj(L, 1);
-  if (!o) return luaL_typeerror(L, 1, "unixipc descriptor");
+  if (!o) return luaL_typeerror(L, 1, uipc_fdclass.name);
   fiforesolve(o);
   if (o->fd < 0)
     lua_pushstring(L, o->issock ? "socket (closed)" : "descriptor (closed)");
@@ -287,7 +287,7 @@ static int fd_fileno(lua_State *L) {
 /* LuaSocket's select protocol: -1 once closed, so select skips it */
 static int fd_getfd(lua_State *L) {
   uipc_Fd *o = uipc_toobj(L, 1);
-  if (!o) return luaL_typeerror(L, 1, "unixipc descriptor");
+  if (!o) return luaL_typeerror(L, 1, uipc_fdclass.name);
   lua_pushinteger(L, o->fd);
   return 1;
 }

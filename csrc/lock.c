@@ -463,7 +463,7 @@ static Lock *tolock(lua_State *L) {
 
 static Lock *checklock(lua_State *L) {
   Lock *l = tolock(L);
-  if (!l) luaL_typeerror(L, 1, "unixipc lock");
+  if (!l) luaL_typeerror(L, 1, lockclass.name);
   return l;
 }
 

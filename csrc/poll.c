@@ -225,7 +225,7 @@ static PollSet *topset(lua_State *L, int idx) {
 
 static PollSet *checkset(lua_State *L) {
   PollSet *ps = topset(L, 1);
-  if (!ps) luaL_typeerror(L, 1, "unixipc pollset");
+  if (!ps) luaL_typeerror(L, 1, psetclass.name);
   if (ps->closed) luaL_error(L, "attempt to use a closed pollset");
   return ps;
 }
@@ -433,7 +433,7 @@ static int pset_count(lua_State *L) {
 /* close(): forget every key; again: true */
 static int pset_close(lua_State *L) {
   PollSet *ps = topset(L, 1);
-  if (!ps) return luaL_typeerror(L, 1, "unixipc pollset");
+  if (!ps) return luaL_typeerror(L, 1, psetclass.name);
   if (!ps->closed) {
     ps->closed = 1;
     freeset(ps);
@@ -457,7 +457,7 @@ static int pset_gc(lua_State *L) {
 
 static int pset_tostring(lua_State *L) {
   PollSet *ps = topset(L, 1);
-  if (!ps) return luaL_typeerror(L, 1, "unixipc pollset");
+  if (!ps) return luaL_typeerror(L, 1, psetclass.name);
   if (ps->closed)
     lua_pushliteral(L, "pollset (closed)");
   else

@@ -33,7 +33,7 @@
  * another size is never read, and a light userdata has length 0.
  */
 typedef struct uipc_Class {
-  const char *name;
+  const char *name; /* what a type error says was expected */
 } uipc_Class;
 
 UIPC_API extern const uipc_Class uipc_fdclass; /* descriptors and sockets (uipc_Fd) */

@@ -288,7 +288,7 @@ static int checkopts(lua_State *L, int idx) {
 
 static Bridge *tobridge(lua_State *L, int idx) {
   Box *x = (Box *)uipc_toclass(L, idx, &bridgeclass, sizeof(Box));
-  if (!x) luaL_typeerror(L, idx, SIGNAL_MT);
+  if (!x) luaL_typeerror(L, idx, bridgeclass.name);
   return x->b ? x->b : &gone;
 }
 
