@@ -17,79 +17,64 @@
 
 #define SUN_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
-static const uipc_Const families[] = {
-  {"unix", AF_UNIX}, {"inet", AF_INET}, {"inet6", AF_INET6}, {"local", AF_UNIX},
-  {"unspec", AF_UNSPEC}, {NULL, 0}
-};
+/*
+ * An address as parsed, before any name is resolved: a unix address is
+ * complete (su, ulen); an inet one is a host (NULL for the wildcard), a
+ * port and the family it asks for (AF_UNSPEC: either).
+ */
+typedef struct Parsed {
+  int family;
+  const char *host, *port;
+  char hostbuf[256], portbuf[16];
+  struct sockaddr_un su;
+  socklen_t ulen;
+} Parsed;
 
-static const uipc_Const socktypes[] = {
-  {"stream", SOCK_STREAM}, {"dgram", SOCK_DGRAM}, {"seqpacket", SOCK_SEQPACKET},
-  {"raw", SOCK_RAW}, {NULL, 0}
-};
-
-static int unixaddr(lua_State *L, int idx, int family, const char *s, size_t n, int abstract,
-                    struct sockaddr_storage *ss, socklen_t *len) {
-  struct sockaddr_un *su = (struct sockaddr_un *)ss;
+static void unixaddr(lua_State *L, int argn, int family, const char *s, size_t n, int abstract,
+                     Parsed *pa) {
+  struct sockaddr_un *su = &pa->su;
   if (family != AF_UNIX && family != AF_UNSPEC)
-    uipc_argerror(L, idx, "unix address '%s' for an %s socket", s, family == AF_INET ? "inet" : "inet6");
+    uipc_argerror(L, argn, "unix address '%s' for an %s socket", s, family == AF_INET ? "inet" : "inet6");
   memset(su, 0, sizeof *su);
   su->sun_family = AF_UNIX;
+  pa->family = AF_UNIX;
   if (abstract) {
     if (n + 1 > SUN_MAX)
-      uipc_argerror(L, idx, "abstract name too long for sun_path: %d bytes, max %d", (int)n, (int)SUN_MAX - 1);
+      uipc_argerror(L, argn, "abstract name too long for sun_path: %d bytes, max %d", (int)n, (int)SUN_MAX - 1);
     memcpy(su->sun_path + 1, s, n);
-    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+    pa->ulen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
   } else {
-    if (n == 0) uipc_argerror(L, idx, "empty unix path");
-    if (memchr(s, '\0', n)) uipc_argerror(L, idx, "unix path contains a NUL byte");
+    if (n == 0) uipc_argerror(L, argn, "empty unix path");
+    if (memchr(s, '\0', n)) uipc_argerror(L, argn, "unix path contains a NUL byte");
     if (n + 1 > SUN_MAX)
-      uipc_argerror(L, idx, "path too long for sun_path: %d bytes, max %d", (int)n, (int)SUN_MAX - 1);
+      uipc_argerror(L, argn, "path too long for sun_path: %d bytes, max %d", (int)n, (int)SUN_MAX - 1);
     memcpy(su->sun_path, s, n);
-    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    pa->ulen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
   }
-  return 0;
 }
 
-/* resolve host (NULL for the wildcard) and port into the first address of family */
-static int inetaddr(const char *host, const char *port, int family, int socktype, int passive,
-                    struct sockaddr_storage *ss, socklen_t *len) {
-  struct addrinfo hints, *res = NULL;
-  int rc;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = family == AF_UNIX ? AF_UNSPEC : family;
-  hints.ai_socktype = socktype == SOCK_SEQPACKET ? 0 : socktype;
-  hints.ai_flags = passive ? AI_PASSIVE : 0;
-  if (host && (*host == '\0' || strcmp(host, "*") == 0)) host = NULL;
-  do rc = getaddrinfo(host, port, &hints, &res);
-  while (rc == EAI_SYSTEM && errno == EINTR);
-  if (rc != 0) return rc;
-  memcpy(ss, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  freeaddrinfo(res);
-  return 0;
+/* host (copied, "" and "*" meaning the wildcard) and port of an inet address */
+static void inetparts(lua_State *L, int argn, const char *host, size_t hn, const char *port,
+                      const char *s, Parsed *pa) {
+  if (hn >= sizeof pa->hostbuf) uipc_argerror(L, argn, "host name too long in '%s'", s);
+  if (!port || !*port) uipc_argerror(L, argn, "address '%s' has no port", s);
+  memcpy(pa->hostbuf, host, hn);
+  pa->hostbuf[hn] = '\0';
+  pa->host = (hn == 0 || strcmp(pa->hostbuf, "*") == 0) ? NULL : pa->hostbuf;
+  pa->port = port;
 }
 
-static void checkport(lua_State *L, int idx, const char *port, const char *s) {
-  if (!port || !*port) uipc_argerror(L, idx, "address '%s' has no port", s);
-}
-
-/*
- * Fill ss/len from the address at idx for a socket of the given family
- * (AF_UNSPEC: any). Misuse raises; a name that does not resolve returns
- * its getaddrinfo error code (non-zero) for uipc_addrfail.
- */
-int uipc_toaddr(lua_State *L, int idx, int family, int socktype, struct sockaddr_storage *ss,
-                socklen_t *len, int passive) {
-  char host[256];
-  const char *port;
+/* the address at idx for a socket of family (AF_UNSPEC: any); misuse raises */
+static void parse(lua_State *L, int idx, int argn, int family, Parsed *pa) {
   size_t n;
   const char *s;
   idx = lua_absindex(L, idx);
+  pa->host = pa->port = NULL;
   if (lua_type(L, idx) == LUA_TTABLE) {
-    int fam, rc;
+    int fam;
     lua_getfield(L, idx, "family");
-    if (lua_isnil(L, -1)) uipc_argerror(L, idx, "address table has no family");
-    fam = uipc_checkname(L, -1, families, "address family");
+    if (lua_isnil(L, -1)) uipc_argerror(L, argn, "address table has no family");
+    fam = uipc_namearg(L, -1, argn, &uipc_afamilies);
     lua_pop(L, 1);
     if (fam == AF_UNIX) {
       int abstract;
@@ -100,64 +85,104 @@ int uipc_toaddr(lua_State *L, int idx, int family, int socktype, struct sockaddr
         lua_getfield(L, idx, "abstract");
       }
       if (lua_type(L, -1) != LUA_TSTRING)
-        uipc_argerror(L, idx, "unix address table needs a string path or abstract");
+        uipc_argerror(L, argn, "unix address table needs a string path or abstract");
       s = lua_tolstring(L, -1, &n);
-      rc = unixaddr(L, idx, family, s, n, abstract, ss, len);
+      unixaddr(L, argn, family, s, n, abstract, pa);
       lua_pop(L, 1);
-      return rc;
+      return;
     }
+    if (fam != AF_INET && fam != AF_INET6)
+      uipc_argerror(L, argn, "address family must be unix, inet or inet6");
     if (family != AF_UNSPEC && family != fam)
-      uipc_argerror(L, idx, "%s address for a socket of another family", fam == AF_INET ? "inet" : "inet6");
+      uipc_argerror(L, argn, "%s address for a socket of another family", fam == AF_INET ? "inet" : "inet6");
+    pa->family = fam;
     lua_getfield(L, idx, "host");
     lua_getfield(L, idx, "port");
     if (!lua_isnil(L, -2) && lua_type(L, -2) != LUA_TSTRING)
-      uipc_argerror(L, idx, "address host must be a string");
-    if (lua_type(L, -1) != LUA_TNUMBER && lua_type(L, -1) != LUA_TSTRING)
-      uipc_argerror(L, idx, "address table needs a port");
+      uipc_argerror(L, argn, "address host must be a string");
     if (lua_type(L, -1) == LUA_TNUMBER) {
-      lua_Integer p = lua_tointeger(L, -1);
-      if (!lua_isinteger(L, -1) || p < 0 || p > 65535)
-        uipc_argerror(L, idx, "port must be 0 to 65535");
-    }
-    port = lua_tostring(L, -1);
-    rc = inetaddr(lua_tostring(L, -2), port, fam, socktype, passive, ss, len);
+      snprintf(pa->portbuf, sizeof pa->portbuf, "%d",
+               (int)uipc_intarg(L, -1, argn, 0, 65535, "port"));
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *p = lua_tolstring(L, -1, &n);
+      if (n == 0 || n >= sizeof pa->portbuf || strlen(p) != n)
+        uipc_argerror(L, argn, "address port must be a number or a service name");
+      memcpy(pa->portbuf, p, n + 1);
+    } else
+      uipc_argerror(L, argn, "address table needs a port");
+    s = lua_isnil(L, -2) ? "" : lua_tolstring(L, -2, &n);
+    if (lua_isnil(L, -2)) n = 0;
+    if (strlen(s) != n) uipc_argerror(L, argn, "address host contains a NUL byte");
+    inetparts(L, argn, s, n, pa->portbuf, s, pa);
     lua_pop(L, 2);
-    return rc;
+    return;
   }
   if (lua_type(L, idx) != LUA_TSTRING)
-    uipc_argerror(L, idx, "address expected: string or table, got %s", luaL_typename(L, idx));
+    uipc_argerror(L, argn, "address expected (string or table), got %s", luaL_typename(L, idx));
   s = lua_tolstring(L, idx, &n);
-  if (n > 0 && s[0] == '@') return unixaddr(L, idx, family, s + 1, n - 1, 1, ss, len);
-  if (memchr(s, '/', n)) return unixaddr(L, idx, family, s, n, 0, ss, len);
+  if (n > 0 && s[0] == '@') {
+    unixaddr(L, argn, family, s + 1, n - 1, 1, pa);
+    return;
+  }
+  if (memchr(s, '/', n)) {
+    unixaddr(L, argn, family, s, n, 0, pa);
+    return;
+  }
+  if (memchr(s, '\0', n)) uipc_argerror(L, argn, "address contains a NUL byte");
   if (n > 0 && s[0] == '[') {
     const char *end = strchr(s, ']');
-    if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof host)
-      uipc_argerror(L, idx, "invalid address '%s': expected [v6addr]:port", s);
-    memcpy(host, s + 1, (size_t)(end - s - 1));
-    host[end - s - 1] = '\0';
-    port = end + 2;
-    checkport(L, idx, port, s);
-    if (family == AF_UNIX) uipc_argerror(L, idx, "inet6 address for a unix socket");
-    return inetaddr(host, port, family == AF_UNSPEC ? AF_INET6 : family, socktype, passive, ss, len);
+    if (!end || end[1] != ':')
+      uipc_argerror(L, argn, "invalid address '%s': expected [v6addr]:port", s);
+    if (family == AF_UNIX) uipc_argerror(L, argn, "inet6 address '%s' for a unix socket", s);
+    pa->family = family == AF_UNSPEC ? AF_INET6 : family;
+    inetparts(L, argn, s + 1, (size_t)(end - s - 1), end + 2, s, pa);
   } else {
     const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host)
-      uipc_argerror(L, idx, "invalid address '%s': expected a path with '/', '@name', 'host:port' or '[v6addr]:port'", s);
+    if (!colon)
+      uipc_argerror(L, argn, "invalid address '%s': expected a path with '/', '@name', 'host:port' or '[v6addr]:port'", s);
     if (memchr(s, ':', (size_t)(colon - s)))
-      uipc_argerror(L, idx, "invalid address '%s': write IPv6 as [addr]:port", s);
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    port = colon + 1;
-    checkport(L, idx, port, s);
-    if (family == AF_UNIX) uipc_argerror(L, idx, "inet address '%s' for a unix socket", s);
-    return inetaddr(host, port, family, socktype, passive, ss, len);
+      uipc_argerror(L, argn, "invalid address '%s': write IPv6 as [addr]:port", s);
+    if (family == AF_UNIX) uipc_argerror(L, argn, "inet address '%s' for a unix socket", s);
+    pa->family = family;
+    inetparts(L, argn, s, (size_t)(colon - s), colon + 1, s, pa);
   }
 }
 
-/* nil, "op: gai message", code (EAI_SYSTEM reports errno instead) */
+/* getaddrinfo for a parsed inet address: 0 or its code */
+static int lookup(const Parsed *pa, int socktype, int passive, struct addrinfo **res) {
+  struct addrinfo hints;
+  int rc;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = pa->family;
+  hints.ai_socktype = socktype == SOCK_SEQPACKET ? 0 : socktype;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  do rc = getaddrinfo(pa->host, pa->port, &hints, res);
+  while (rc == EAI_SYSTEM && errno == EINTR);
+  return rc;
+}
+
+int uipc_toaddr(lua_State *L, int idx, int argn, int family, int socktype,
+                struct sockaddr_storage *ss, socklen_t *len, int passive) {
+  Parsed pa;
+  struct addrinfo *res = NULL;
+  int rc;
+  parse(L, idx, argn, family, &pa);
+  if (pa.family == AF_UNIX) {
+    memcpy(ss, &pa.su, pa.ulen);
+    *len = pa.ulen;
+    return 0;
+  }
+  if ((rc = lookup(&pa, socktype, passive, &res)) != 0) return rc;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+/* nil, "op: gai message", code: negative for the resolver (EAI_SYSTEM reports errno) */
 int uipc_addrfail(lua_State *L, const char *op, int rc) {
   if (rc == EAI_SYSTEM) return uipc_fail(L, op, errno);
-  return uipc_failmsg(L, op, gai_strerror(rc), rc);
+  return uipc_failmsg(L, op, gai_strerror(rc), rc < 0 ? rc : -rc);
 }
 
 static void setaddrmt(lua_State *L) {
@@ -247,41 +272,15 @@ static int addr_tostring(lua_State *L) {
   return 1;
 }
 
-/* getaddrinfo(host, service [, {family=, type=, passive=, canonname=, numeric=}]) */
-static int ipc_getaddrinfo(lua_State *L) {
-  const char *host = luaL_optstring(L, 1, NULL);
-  const char *serv;
-  struct addrinfo hints, *res = NULL, *ai;
-  int rc, i = 1;
-  char pbuf[16];
-  if (lua_type(L, 2) == LUA_TNUMBER) {
-    snprintf(pbuf, sizeof pbuf, "%d", (int)uipc_checkint(L, 2, 0, 65535, "port"));
-    serv = pbuf;
-  } else
-    serv = luaL_optstring(L, 2, NULL);
-  if (!host && !serv) return uipc_argerror(L, 1, "host or service required");
-  memset(&hints, 0, sizeof hints);
-  hints.ai_socktype = SOCK_STREAM;
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    if (lua_getfield(L, 3, "family") != LUA_TNIL) hints.ai_family = uipc_checkname(L, -1, families, "family");
-    if (lua_getfield(L, 3, "type") != LUA_TNIL) hints.ai_socktype = uipc_checkname(L, -1, socktypes, "socket type");
-    if (lua_getfield(L, 3, "passive"), lua_toboolean(L, -1)) hints.ai_flags |= AI_PASSIVE;
-    if (lua_getfield(L, 3, "canonname"), lua_toboolean(L, -1)) hints.ai_flags |= AI_CANONNAME;
-    if (lua_getfield(L, 3, "numeric"), lua_toboolean(L, -1)) hints.ai_flags |= AI_NUMERICHOST;
-    lua_pop(L, 5);
-  }
-  do rc = getaddrinfo(host, serv, &hints, &res);
-  while (rc == EAI_SYSTEM && errno == EINTR);
-  if (rc != 0) return uipc_addrfail(L, "getaddrinfo", rc);
+/* push the list of getaddrinfo's results (those with an address family we know) */
+static void pushresults(lua_State *L, struct addrinfo *res) {
+  struct addrinfo *ai;
+  int i = 1;
   lua_newtable(L);
   for (ai = res; ai; ai = ai->ai_next) {
-    const char *tn = uipc_nameof(socktypes, ai->ai_socktype);
+    const char *tn = uipc_nameof(&uipc_socktypes, ai->ai_socktype);
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
     uipc_pushaddr(L, ai->ai_addr, ai->ai_addrlen);
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      continue;
-    }
     if (tn) {
       lua_pushstring(L, tn);
       lua_setfield(L, -2, "type");
@@ -294,24 +293,58 @@ static int ipc_getaddrinfo(lua_State *L) {
     }
     lua_rawseti(L, -2, i++);
   }
+}
+
+static const uipc_Opt hintnames[] = {UIPC_OPT("family"), UIPC_OPT("type"), UIPC_OPT("passive"),
+                                     UIPC_OPT("canonname"), UIPC_OPT("numeric"), {NULL, 0}};
+
+/* getaddrinfo(host, service [, {family=, type=, passive=, canonname=, numeric=}]) */
+static int ipc_getaddrinfo(lua_State *L) {
+  const char *host, *serv;
+  struct addrinfo hints, *res = NULL;
+  int rc;
+  char pbuf[16];
+  host = lua_isnoneornil(L, 1) ? NULL : uipc_checkpath(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    snprintf(pbuf, sizeof pbuf, "%d", (int)uipc_checkint(L, 2, 0, 65535, "port"));
+    serv = pbuf;
+  } else
+    serv = lua_isnoneornil(L, 2) ? NULL : uipc_checkpath(L, 2);
+  if (!host && !serv) return uipc_argerror(L, 1, "host or service required");
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  lua_settop(L, 3);
+  if (uipc_options(L, 3, 3, hintnames, 4)) {
+    if (!lua_isnil(L, 4)) hints.ai_family = uipc_namearg(L, 4, 3, &uipc_afamilies);
+    if (!lua_isnil(L, 5)) hints.ai_socktype = uipc_namearg(L, 5, 3, &uipc_socktypes);
+    if (uipc_optbool(L, 6, 3, "passive", 0)) hints.ai_flags |= AI_PASSIVE;
+    if (uipc_optbool(L, 7, 3, "canonname", 0)) hints.ai_flags |= AI_CANONNAME;
+    if (uipc_optbool(L, 8, 3, "numeric", 0)) hints.ai_flags |= AI_NUMERICHOST;
+  }
+  do rc = getaddrinfo(host, serv, &hints, &res);
+  while (rc == EAI_SYSTEM && errno == EINTR);
+  if (rc != 0) return uipc_addrfail(L, "getaddrinfo", rc);
+  pushresults(L, res);
   freeaddrinfo(res);
   return 1;
 }
+
+static const uipc_Opt niopts[] = {UIPC_OPT("numeric"), UIPC_OPT("dgram"), {NULL, 0}};
 
 /* getnameinfo(addr [, {numeric = bool, dgram = bool}]) -> host, service */
 static int ipc_getnameinfo(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t len;
   char host[NI_MAXHOST], serv[NI_MAXSERV];
-  int flags = 0, rc = uipc_toaddr(L, 1, AF_UNSPEC, SOCK_STREAM, &ss, &len, 0);
-  if (rc) return uipc_addrfail(L, "getnameinfo", rc);
-  if (ss.ss_family == AF_UNIX) return luaL_argerror(L, 1, "getnameinfo needs an inet or inet6 address");
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (lua_getfield(L, 2, "numeric"), lua_toboolean(L, -1)) flags |= NI_NUMERICHOST | NI_NUMERICSERV;
-    if (lua_getfield(L, 2, "dgram"), lua_toboolean(L, -1)) flags |= NI_DGRAM;
-    lua_pop(L, 2);
+  int flags = 0, rc;
+  lua_settop(L, 2);
+  if (uipc_options(L, 2, 2, niopts, 3)) {
+    if (uipc_optbool(L, 3, 2, "numeric", 0)) flags |= NI_NUMERICHOST | NI_NUMERICSERV;
+    if (uipc_optbool(L, 4, 2, "dgram", 0)) flags |= NI_DGRAM;
   }
+  rc = uipc_toaddr(L, 1, 1, AF_UNSPEC, SOCK_STREAM, &ss, &len, 0);
+  if (rc) return uipc_addrfail(L, "getnameinfo", rc);
+  if (ss.ss_family == AF_UNIX) return uipc_argerror(L, 1, "getnameinfo needs an inet or inet6 address");
   do rc = getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv, flags);
   while (rc == EAI_SYSTEM && errno == EINTR);
   if (rc) return uipc_addrfail(L, "getnameinfo", rc);
@@ -320,7 +353,7 @@ static int ipc_getnameinfo(lua_State *L) {
   return 2;
 }
 
-/* parse (and resolve) an address into its table form */
+/* address(addr) -> its table form (the first address a name resolves to) */
 static int ipc_address(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t len;
@@ -330,9 +363,33 @@ static int ipc_address(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  rc = uipc_toaddr(L, 1, AF_UNSPEC, SOCK_STREAM, &ss, &len, 0);
+  rc = uipc_toaddr(L, 1, 1, AF_UNSPEC, SOCK_STREAM, &ss, &len, 0);
   if (rc) return uipc_addrfail(L, "getaddrinfo", rc);
   uipc_pushaddr(L, (struct sockaddr *)&ss, len);
+  return 1;
+}
+
+/*
+ * _resolve(addr, type, passive, op) -> {address, ...}: every address to try
+ * for addr (one for unix, all of getaddrinfo's for a name), for listen()
+ * and connect() in lua/unixipc/net.lua; a name that does not resolve gives
+ * nil, "op: message", code (negative: ipc.EAI_*).
+ */
+static int ipc_resolve(lua_State *L) {
+  Parsed pa;
+  struct addrinfo *res = NULL;
+  int socktype = uipc_checkname(L, 2, &uipc_socktypes), passive = lua_toboolean(L, 3), rc;
+  const char *op = luaL_optstring(L, 4, "getaddrinfo");
+  parse(L, 1, 1, AF_UNSPEC, &pa);
+  if (pa.family == AF_UNIX) {
+    lua_createtable(L, 1, 0);
+    uipc_pushaddr(L, (struct sockaddr *)&pa.su, pa.ulen);
+    lua_rawseti(L, -2, 1);
+    return 1;
+  }
+  if ((rc = lookup(&pa, socktype, passive, &res)) != 0) return uipc_addrfail(L, op, rc);
+  pushresults(L, res);
+  freeaddrinfo(res);
   return 1;
 }
 
@@ -340,6 +397,7 @@ static const luaL_Reg funcs[] = {
   {"getaddrinfo", ipc_getaddrinfo},
   {"getnameinfo", ipc_getnameinfo},
   {"address", ipc_address},
+  {"_resolve", ipc_resolve},
   {NULL, NULL}
 };
 
@@ -349,13 +407,4 @@ void uipc_open_address(lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   luaL_setfuncs(L, funcs, 0);
-#define EAI(n) lua_pushinteger(L, n), lua_setfield(L, -2, #n)
-  EAI(EAI_NONAME); EAI(EAI_AGAIN); EAI(EAI_FAIL); EAI(EAI_FAMILY); EAI(EAI_SERVICE);
-  EAI(EAI_SOCKTYPE); EAI(EAI_SYSTEM); EAI(EAI_MEMORY); EAI(EAI_BADFLAGS);
-#undef EAI
 }
-
-/* for socket.c */
-int uipc_checkfamily(lua_State *L, int idx) { return uipc_checkname(L, idx, families, "address family"); }
-int uipc_checktype(lua_State *L, int idx) { return uipc_checkname(L, idx, socktypes, "socket type"); }
-const char *uipc_typename(int t) { return uipc_nameof(socktypes, t); }

@@ -5,14 +5,14 @@
  */
 #include "private.h"
 
+#include <dirent.h>
 #include <fcntl.h>
-#include <math.h>
+#include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static char FDKEY, SOCKKEY; /* registry keys of the two metatables */
@@ -32,25 +32,56 @@ uipc_Fd *uipc_newfd(lua_State *L, int issock) {
   o->timeout = -1;
   o->events[0] = 'r';
   o->events[1] = o->events[2] = '\0';
+  o->bound = NULL;
   lua_rawgetp(L, LUA_REGISTRYINDEX, issock ? &SOCKKEY : &FDKEY);
   lua_setmetatable(L, -2);
   return o;
 }
 
-/* a socket whose family and type we learn from the kernel */
-void uipc_initsock(uipc_Fd *o, int fd) {
-  socklen_t len = sizeof(int);
-  o->fd = fd;
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &o->family, &len) < 0) o->family = AF_UNSPEC;
-  len = sizeof(int);
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &o->type, &len) < 0) o->type = 0;
+/*
+ * The path a listening socket was bound to by listen(): unlinked when the
+ * socket closes, only in the process that bound it and only while the path
+ * still names the socket file it made (same device and inode).
+ */
+struct uipc_Bound {
+  pid_t pid;
+  dev_t dev;
+  ino_t ino;
+  char path[];
+};
+
+/* forget the bound path; unlink it when this is the binding process's close */
+static void unbind(uipc_Fd *o, int unlinkit) {
+  struct uipc_Bound *b = o->bound;
+  struct stat st;
+  if (!b) return;
+  o->bound = NULL;
+  if (unlinkit && b->pid == getpid() && lstat(b->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+      st.st_dev == b->dev && st.st_ino == b->ino)
+    unlink(b->path);
+  free(b);
 }
 
-/*
- * Wrap a descriptor the caller already holds (received, inherited). It may
- * raise a memory error before taking ownership: callers that must not leak
- * keep fd in a guard until this returns.
- */
+/* core._bound(sock, path): the socket was just bound to path (a socket
+   file): it unlinks path when it closes, in this process only */
+static int ipc_bound(lua_State *L) {
+  uipc_Fd *o = uipc_checksock(L, 1);
+  const char *path = uipc_checkpath(L, 2);
+  struct uipc_Bound *b;
+  struct stat st;
+  if (lstat(path, &st) < 0) return uipc_failerrno(L, "lstat");
+  b = (struct uipc_Bound *)malloc(sizeof *b + strlen(path) + 1);
+  if (!b) return luaL_error(L, "not enough memory");
+  b->pid = getpid();
+  b->dev = st.st_dev;
+  b->ino = st.st_ino;
+  strcpy(b->path, path);
+  unbind(o, 0);
+  o->bound = b;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* (re)initialise o for descriptor fd as a freshly wrapped object: class
    (socket or not) from the kernel, blocking mode, flags read on first need */
 static int initwrapped(uipc_Fd *o, int fd) {
@@ -95,17 +126,10 @@ void uipc_rewrap(lua_State *L, int idx) {
   uipc_Fd *o = uipc_toobj(L, idx);
   idx = lua_absindex(L, idx);
   if (!o || o->fd < 0) return;
+  unbind(o, 0); /* the file it was bound for is not this one */
   o->gen++; /* locks taken through it were on the old file (csrc/lock.c) */
   lua_rawgetp(L, LUA_REGISTRYINDEX, initwrapped(o, o->fd) ? &SOCKKEY : &FDKEY);
   lua_setmetatable(L, idx);
-}
-
-/* a wrapped non-socket: is it a pipe or FIFO (writes must not raise SIGPIPE)? */
-static void fiforesolve(uipc_Fd *o) {
-  struct stat st;
-  if (!o->fifounknown || o->fd < 0) return;
-  o->fifounknown = 0;
-  o->isfifo = (unsigned char)(fstat(o->fd, &st) == 0 && S_ISFIFO(st.st_mode));
 }
 
 /*
@@ -130,8 +154,7 @@ uipc_Fd *uipc_toobj(lua_State *L, int idx) {
 uipc_Fd *uipc_checkobj(lua_State *L, int idx) {
   uipc_Fd *o = uipc_toobj(L, idx);
   if (!o) luaL_typeerror(L, idx, uipc_fdclass.name);
-  if (o->fd < 0)
-    luaL_error(L, "attempt to use a closed %s", o->issock ? "socket" : "descriptor");
+  if (o->fd < 0) luaL_error(L, "attempt to use a closed %s", uipc_kindname(o));
   return o;
 }
 
@@ -142,35 +165,12 @@ uipc_Fd *uipc_checksock(lua_State *L, int idx) {
   return o;
 }
 
-/* a unixipc object, a Lua io file, or a non-negative integer */
-int uipc_checkfd(lua_State *L, int idx) {
-  uipc_Fd *o;
-  luaL_Stream *p;
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    lua_Integer fd;
-    if (!lua_isinteger(L, idx)) luaL_argerror(L, idx, "descriptor must be an integer");
-    fd = lua_tointeger(L, idx);
-    if (fd < 0 || fd > 0x7fffffff) luaL_argerror(L, idx, "descriptor must not be negative");
-    return (int)fd;
-  }
-  if ((o = uipc_toobj(L, idx)) != NULL) {
-    if (o->fd < 0)
-      uipc_argerror(L, idx, "attempt to use a closed %s", o->issock ? "socket" : "descriptor");
-    return o->fd;
-  }
-  if ((p = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE)) != NULL) {
-    if (p->closef == NULL) uipc_argerror(L, idx, "attempt to use a closed file");
-    return fileno(p->f);
-  }
-  uipc_argerror(L, idx, "descriptor expected: unixipc object, io file or integer, got %s", luaL_typename(L, idx));
-  return -1;
-}
-
 /* 0 or errno; close is never retried (the descriptor is gone on Linux) */
 int uipc_closefd(uipc_Fd *o) {
   int fd = o->fd, err = 0;
   if (fd < 0) return 0;
   o->fd = -1;
+  unbind(o, 1);
   if (close(fd) < 0 && errno != EINTR) err = errno;
   return err;
 }
@@ -186,55 +186,17 @@ int uipc_setnb(uipc_Fd *o, int on) {
   return 0;
 }
 
-/* deadline for a call starting now, or -1 without timeout */
-double uipc_deadline(const uipc_Fd *o) {
-  return o->timeout >= 0 ? uipc_now() + o->timeout : -1;
-}
-
-int uipc_pollms(double deadline) {
-  double left;
-  if (deadline < 0) return -1;
-  left = deadline - uipc_now();
-  if (left <= 0) return 0;
-  if (left > 86400) return 86400 * 1000; /* a day at a time: the caller loops */
-  return (int)ceil(left * 1000);
-}
-
-/*
- * A seqpacket socket returns 0 bytes both for an empty record and at end of
- * stream. It is the end when the peer has shut down its side (POLLRDHUP or
- * POLLHUP); an empty record from a live peer is "". The one case this
- * cannot tell apart: an empty record read after the peer has already shut
- * down reads as the end of stream.
- */
-int uipc_seqeof(int fd) {
-  struct pollfd p;
-  p.fd = fd;
-  p.events = POLLIN | POLLRDHUP;
-  p.revents = 0;
-  if (poll(&p, 1, 0) < 0) return 1;
-  return (p.revents & (POLLRDHUP | POLLHUP)) != 0;
-}
-
-/* wait until fd is ready for events or the deadline passes: 0, ETIMEDOUT or errno */
-int uipc_waitfd(int fd, short events, double deadline) {
-  struct pollfd p;
-  p.fd = fd;
-  p.events = events;
-  for (;;) {
-    int r = poll(&p, 1, uipc_pollms(deadline));
-    if (r > 0) return 0;
-    if (r == 0 && uipc_now() >= deadline) return ETIMEDOUT;
-    if (r < 0 && errno != EINTR) return errno;
-  }
-}
-
 /* ---- methods --------------------------------------------------------- */
 
 static int fd_close(lua_State *L) {
   uipc_Fd *o = uipc_toobj(L, 1);
   int err;
   if (!o) return luaL_typeerror(L, 1, uipc_fdclass.name);
+  if (o->fd < 0) { /* handed to tofile, or closed: nothing to do, but let go of the path */
+    unbind(o, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   err = uipc_closefd(o);
   if (err) return uipc_fail(L, "close", err);
   lua_pushboolean(L, 1);
@@ -247,33 +209,25 @@ static int fd_gc(lua_State *L) {
   return 0;
 }
 
-static const char *familyname(int f) {
-  switch (f) {
-    case AF_UNIX: return "unix";
-    case AF_INET: return "inet";
-    case AF_INET6: return "inet6";
-    default: return "?";
-  }
-}
-
-static const char *typename_(int t) {
-  switch (t) {
-    case SOCK_STREAM: return "stream";
-    case SOCK_DGRAM: return "dgram";
-    case SOCK_SEQPACKET: return "seqpacket";
-    case SOCK_RAW: return "raw";
-    default: return "?";
-  }
+/* a short name, or "?" */
+static const char *nameor(const uipc_Family *fam, int v) {
+  const char *n = uipc_nameof(fam, v);
+  return n ? n : "?";
 }
 
 static int fd_tostring(lua_State *L) {
   uipc_Fd *o = uipc_toobj(L, 1);
   if (!o) return luaL_typeerror(L, 1, uipc_fdclass.name);
-  fiforesolve(o);
+  if (o->fifounknown && o->fd >= 0) {
+    struct stat st;
+    o->fifounknown = 0;
+    o->isfifo = (unsigned char)(fstat(o->fd, &st) == 0 && S_ISFIFO(st.st_mode));
+  }
   if (o->fd < 0)
-    lua_pushstring(L, o->issock ? "socket (closed)" : "descriptor (closed)");
+    lua_pushfstring(L, "%s (closed)", uipc_kindname(o));
   else if (o->issock)
-    lua_pushfstring(L, "socket (%s %s, fd %d)", familyname(o->family), typename_(o->type), o->fd);
+    lua_pushfstring(L, "socket (%s %s, fd %d)", nameor(&uipc_afamilies, o->family),
+                    nameor(&uipc_socktypes, o->type), o->fd);
   else
     lua_pushfstring(L, "descriptor (%sfd %d)", o->isfifo ? "pipe, " : "", o->fd);
   return 1;
@@ -339,16 +293,14 @@ static int fd_setnonblocking(lua_State *L) {
 
 static int fd_setcloexec(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
-  int on = 1, fl, err;
+  int on = 1, fl;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TBOOLEAN);
     on = lua_toboolean(L, 2);
   }
   fl = fcntl(o->fd, F_GETFD);
-  if (fl < 0 || fcntl(o->fd, F_SETFD, on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC)) < 0) {
-    err = errno;
-    return uipc_fail(L, "fcntl", err);
-  }
+  if (fl < 0 || fcntl(o->fd, F_SETFD, on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC)) < 0)
+    return uipc_failerrno(L, "fcntl");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -356,201 +308,48 @@ static int fd_setcloexec(lua_State *L) {
 static int fd_dup(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
   uipc_Fd *n = uipc_newfd(L, o->issock);
-  int fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0), err;
-  if (fd < 0) {
-    err = errno;
-    return uipc_fail(L, "dup", err);
-  }
+  int fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return uipc_failerrno(L, "dup");
   *n = *o;
   n->fd = fd;
+  n->bound = NULL; /* the path goes with the original */
   return 1;
 }
 
-/*
- * One blocking step for a call that failed with err: 0 means "try again"
- * (EINTR, or the descriptor became ready); anything else is the error to
- * report, ETIMEDOUT for a timeout.
- */
-int uipc_block(uipc_Fd *o, int err, short events, double *deadline) {
-  if (err == EINTR) return 0;
-  if (err != EAGAIN && err != EWOULDBLOCK) return err;
-  uipc_nbresolve(o);
-  if (o->usernb) return err;
-  if (o->timeout >= 0 && *deadline < 0) *deadline = uipc_now() + o->timeout;
-  return uipc_waitfd(o->fd, events, *deadline);
-}
-
-/* write(2) to a pipe without SIGPIPE, and without touching the disposition */
-static ssize_t nosigpipe_write(int fd, const char *buf, size_t n) {
-  sigset_t pipeset, old, pending;
-  ssize_t r;
-  int err, was;
-  sigemptyset(&pipeset);
-  sigaddset(&pipeset, SIGPIPE);
-  sigpending(&pending);
-  was = sigismember(&pending, SIGPIPE);
-  sigprocmask(SIG_BLOCK, &pipeset, &old);
-  r = write(fd, buf, n);
-  err = errno;
-  if (r < 0 && err == EPIPE && !was) {
-    struct timespec zero = {0, 0};
-    while (sigtimedwait(&pipeset, NULL, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  errno = err;
-  return r;
-}
-
-/* one write of up to n bytes; -1 with errno */
-ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags) {
-  if (o->issock) return send(o->fd, buf, n, flags | MSG_NOSIGNAL);
-  if (o->fifounknown) fiforesolve(o);
-  if (o->isfifo) return nosigpipe_write(o->fd, buf, n);
-  return write(o->fd, buf, n);
-}
-
-/* bytes written, or -1 with *perr (ETIMEDOUT on timeout) */
-ssize_t uipc_writesome(uipc_Fd *o, const char *buf, size_t n, int flags, double *deadline,
-                       int *perr) {
-  for (;;) {
-    ssize_t r = uipc_rawwrite(o, buf, n, flags);
-    int err;
-    if (r >= 0) return r;
-    err = errno;
-    if (!(flags & MSG_DONTWAIT) || err == EINTR) err = uipc_block(o, err, POLLOUT, deadline);
-    if ((*perr = err) != 0) return -1;
-  }
-}
-
-int uipc_pushwrite(lua_State *L, const char *op, ssize_t r, int err) {
-  if (r >= 0) {
-    lua_pushinteger(L, (lua_Integer)r);
-    return 1;
-  }
-  if (err == ETIMEDOUT) return uipc_timeout(L);
-  return uipc_fail(L, op, err);
-}
-
-static int fd_write(lua_State *L) {
+static int write_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checkobj(L, 1);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
-  double deadline = -1;
   int err = 0;
-  ssize_t r = uipc_writesome(o, s, n, 0, &deadline, &err);
+  ssize_t r = uipc_writesome(L, w, o, s, n, 0, &err);
   return uipc_pushwrite(L, "write", r, err);
 }
 
-/* write everything: true, or nil, msg, errno, bytes_written */
-int uipc_writeall(lua_State *L, uipc_Fd *o, const char *s, size_t n, int flags, const char *op) {
-  double deadline = -1;
-  size_t done = 0;
-  int err = 0, nret;
-  while (done < n) {
-    ssize_t r = uipc_writesome(o, s + done, n - done, flags, &deadline, &err);
-    if (r < 0) {
-      nret = uipc_pushwrite(L, op, r, err);
-      lua_pushinteger(L, (lua_Integer)done);
-      return nret + 1;
-    }
-    done += (size_t)r;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int fd_sendall(lua_State *L) {
+static int sendall_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checkobj(L, 1);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
-  int flags = uipc_checkflags(L, 3, uipc_msgflags, "flag");
-  return uipc_writeall(L, o, s, n, flags, o->issock ? "send" : "write");
+  int flags = uipc_checkflags(L, 3, &uipc_msgflags);
+  return uipc_writeall(L, w, o, s, n, flags, o->issock ? "send" : "write");
 }
 
-/* max byte count argument: non-negative integer, default def */
-size_t uipc_checksize(lua_State *L, int idx, lua_Integer def, const char *what) {
-  lua_Integer n;
-  if (lua_isnoneornil(L, idx)) return (size_t)def;
-  if (!lua_isinteger(L, idx))
-    uipc_argerror(L, idx, "%s must be an integer, got %s", what, lua_isnumber(L, idx) ? "a float" : luaL_typename(L, idx));
-  n = lua_tointeger(L, idx);
-  if (n < 0) uipc_argerror(L, idx, "%s must not be negative", what);
-  return (size_t)n;
-}
-
-/*
- * read(2) / recv / recvfrom into a new string. Up to 64 KiB lands in a
- * stack buffer, so a call allocates nothing but its result.
- */
-#define STACKBUF 65536
-int uipc_pushrecv(lua_State *L, uipc_Fd *o, size_t n, int flags, int how) {
-  static const char *const ops[] = {"read", "recv", "recvfrom"};
-  char stackbuf[STACKBUF];
-  struct sockaddr_storage ss;
-  socklen_t slen = 0;
-  luaL_Buffer b;
-  char *p = stackbuf;
-  double deadline = -1;
-  ssize_t r;
-  if (n == 0 && how < 2) { /* nothing asked, nothing read: a zero-length recv may block */
-    lua_pushliteral(L, "");
-    return 1;
-  }
-  if (n > STACKBUF) p = luaL_buffinitsize(L, &b, n);
-  for (;;) {
-    int err;
-    slen = sizeof ss;
-    if (how == 0)
-      r = read(o->fd, p, n);
-    else if (how == 1)
-      r = recv(o->fd, p, n, flags);
-    else
-      r = recvfrom(o->fd, p, n, flags, (struct sockaddr *)&ss, &slen);
-    if (r >= 0) break;
-    err = errno;
-    if (!(flags & MSG_DONTWAIT) || err == EINTR)
-      err = uipc_block(o, err, (flags & MSG_OOB) ? POLLPRI : POLLIN, &deadline);
-    if (err) return err == ETIMEDOUT ? uipc_timeout(L) : uipc_fail(L, ops[how], err);
-  }
-  if (r == 0 && (!o->issock || o->type == SOCK_STREAM ||
-                 (o->type == SOCK_SEQPACKET && uipc_seqeof(o->fd)))) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "eof");
-    return 2;
-  }
-  if ((size_t)r > n) r = (ssize_t)n; /* MSG_TRUNC reports the real length */
-  if (p == stackbuf)
-    lua_pushlstring(L, p, (size_t)r);
-  else
-    luaL_pushresultsize(&b, (size_t)r);
-  if (how == 2) {
-    if (slen == 0 && o->family == AF_UNIX) { /* an unbound unix sender */
-      ss.ss_family = AF_UNIX;
-      slen = sizeof(sa_family_t);
-    }
-    uipc_pushaddr(L, (struct sockaddr *)&ss, slen);
-    return 2;
-  }
-  return 1;
-}
-
-static int fd_read(lua_State *L) {
+static int read_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checkobj(L, 1);
-  return uipc_pushrecv(L, o, uipc_checksize(L, 2, 65536, "size"), 0, 0);
+  return uipc_pushrecv(L, w, o, uipc_checksize(L, 2, 65536, "size"), 0, 0);
 }
+
+static const uipc_Op write_op = {"write", write_body}, sendall_op = {"send", sendall_body},
+                     read_op = {"read", read_body};
+static int fd_write(lua_State *L) { return uipc_run(L, &write_op); }
+static int fd_sendall(lua_State *L) { return uipc_run(L, &sendall_op); }
+static int fd_read(lua_State *L) { return uipc_run(L, &read_op); }
 
 static int fd_seek(lua_State *L) {
-  static const uipc_Const whences[] = {{"set", SEEK_SET}, {"cur", SEEK_CUR}, {"end", SEEK_END},
-                                       {NULL, 0}};
   uipc_Fd *o = uipc_checkobj(L, 1);
-  int whence = lua_isnoneornil(L, 2) ? SEEK_CUR : uipc_checkname(L, 2, whences, "whence");
-  lua_Integer off = luaL_optinteger(L, 3, 0);
+  int whence = lua_isnoneornil(L, 2) ? SEEK_CUR : uipc_checkname(L, 2, &uipc_whences);
+  lua_Integer off = uipc_optint(L, 3, 0, LUA_MININTEGER, LUA_MAXINTEGER, "offset");
   off_t r = lseek(o->fd, (off_t)off, whence);
-  if (r < 0) {
-    int err = errno;
-    return uipc_fail(L, "lseek", err);
-  }
+  if (r < 0) return uipc_failerrno(L, "lseek");
   lua_pushinteger(L, (lua_Integer)r);
   return 1;
 }
@@ -565,13 +364,10 @@ static int tofile_close(lua_State *L) {
 static int fd_tofile(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
   const char *mode = luaL_optstring(L, 2, "r+");
-  const char *m = mode;
   luaL_Stream *p;
   FILE *f;
   int err;
-  if (!(*m != '\0' && strchr("rwa", *(m++)) != NULL && (*m != '+' || ((void)(++m), 1)) &&
-        strspn(m, "b") == strlen(m)))
-    return uipc_argerror(L, 2, "invalid mode '%s'", mode);
+  uipc_checkmode(L, 2, "r+");
   p = (luaL_Stream *)lua_newuserdatauv(L, sizeof(luaL_Stream), 0);
   p->closef = NULL; /* a closed file until fdopen succeeds */
   p->f = NULL;
@@ -581,13 +377,11 @@ static int fd_tofile(lua_State *L) {
   o->usernb = 0;
   o->timeout = -1;
   f = fdopen(o->fd, mode);
-  if (!f) {
-    err = errno;
-    return uipc_fail(L, "fdopen", err);
-  }
+  if (!f) return uipc_failerrno(L, "fdopen");
   p->f = f;
   p->closef = tofile_close;
   o->fd = -1; /* the io file owns it now */
+  unbind(o, 0);
   o->handed = 1;
   return 1;
 }
@@ -596,54 +390,23 @@ static int fd_tofile(lua_State *L) {
 
 static int ipc_pipe(lua_State *L) {
   uipc_Fd *r = uipc_newfd(L, 0), *w = uipc_newfd(L, 0);
-  int fds[2], err;
-  if (pipe2(fds, O_CLOEXEC) < 0) {
-    err = errno;
-    return uipc_fail(L, "pipe", err);
-  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) return uipc_failerrno(L, "pipe");
   r->fd = fds[0];
   w->fd = fds[1];
   r->isfifo = w->isfifo = 1;
   return 2;
 }
 
-/* fopen-style mode -> open(2) flags; "x" adds O_EXCL, "b" is ignored */
-static int openflags(lua_State *L, const char *mode) {
-  const char *m = mode;
-  int fl;
-  switch (*m++) {
-    case 'r': fl = O_RDONLY; break;
-    case 'w': fl = O_WRONLY | O_CREAT | O_TRUNC; break;
-    case 'a': fl = O_WRONLY | O_CREAT | O_APPEND; break;
-    default: goto bad;
-  }
-  for (; *m; m++) {
-    if (*m == '+')
-      fl = (fl & ~(O_RDONLY | O_WRONLY)) | O_RDWR;
-    else if (*m == 'x' && mode[0] == 'w')
-      fl |= O_EXCL;
-    else if (*m != 'b')
-      goto bad;
-  }
-  return fl | O_CLOEXEC;
-bad:
-  uipc_argerror(L, 2, "invalid mode '%s'", mode);
-  return 0;
-}
-
 static int ipc_open(lua_State *L) {
   const char *path = uipc_checkpath(L, 1);
-  int flags = openflags(L, luaL_optstring(L, 2, "r"));
-  lua_Integer perm = luaL_optinteger(L, 3, 0666);
-  uipc_Fd *o;
-  int fd, err;
-  if (perm < 0 || perm > 07777) return luaL_argerror(L, 3, "permissions must be 0 to 07777");
-  o = uipc_newfd(L, 0);
-  fd = (int)UIPC_RETRY(open(path, flags, (mode_t)perm));
+  int flags = uipc_checkmode(L, 2, "r") | O_CLOEXEC;
+  lua_Integer perm = uipc_optint(L, 3, 0666, 0, 07777, "permissions");
+  uipc_Fd *o = uipc_newfd(L, 0);
+  int fd = (int)UIPC_RETRY(open(path, flags, (mode_t)perm));
   if (fd < 0) {
-    err = errno;
-    lua_pushfstring(L, "open %s", path);
-    return uipc_fail(L, lua_tostring(L, -1), err);
+    int err = errno;
+    return uipc_failon(L, "open", path, err);
   }
   o->fd = fd;
   {
@@ -656,10 +419,7 @@ static int ipc_open(lua_State *L) {
 /* wrap an inherited integer descriptor (ownership passes to the object) */
 static int ipc_fdopen(lua_State *L) {
   lua_Integer fd = uipc_checkint(L, 1, 0, INT_MAX, "descriptor");
-  if (fcntl((int)fd, F_GETFD) < 0) {
-    int err = errno;
-    return uipc_fail(L, "fdopen", err);
-  }
+  if (fcntl((int)fd, F_GETFD) < 0) return uipc_failerrno(L, "fdopen");
   return uipc_wrapfd(L, (int)fd);
 }
 
@@ -689,10 +449,37 @@ static const luaL_Reg metamethods[] = {
   {NULL, NULL}
 };
 
+/* _openfds() -> {[fd] = target}: the spec helper's leak check */
+static int ipc_openfds(lua_State *L) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  int dfd;
+  if (!d) return uipc_failerrno(L, "opendir");
+  dfd = dirfd(d);
+  lua_newtable(L);
+  while ((e = readdir(d)) != NULL) {
+    char path[64], target[512];
+    ssize_t n;
+    int fd;
+    if (e->d_name[0] == '.') continue;
+    fd = atoi(e->d_name);
+    if (fd == dfd) continue;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof target - 1);
+    if (n < 0) n = 0;
+    lua_pushlstring(L, target, (size_t)n);
+    lua_rawseti(L, -2, fd);
+  }
+  closedir(d);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   {"pipe", ipc_pipe},
   {"open", ipc_open},
   {"fdopen", ipc_fdopen},
+  {"_openfds", ipc_openfds},
+  {"_bound", ipc_bound},
   {NULL, NULL}
 };
 

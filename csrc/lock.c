@@ -44,18 +44,10 @@ typedef struct Lock {
 
 typedef struct Opts {
   short type;
-  int whence, ofd, wait;
+  int whence, ofd, wait, waitset; /* waitset: the options named wait */
   lua_Integer start, len;
   double secs;
 } Opts;
-
-/* bits for the options a function accepts */
-#define OPT_TYPE 1
-#define OPT_START 2
-#define OPT_LEN 4
-#define OPT_WHENCE 8
-#define OPT_WAIT 16
-#define OPT_OFD 32
 
 /* the first retry of a timed wait comes after BACKOFF_MIN, doubling up to BACKOFF_MAX */
 #define BACKOFF_MIN 0.001
@@ -107,38 +99,22 @@ static void initpid(void) {
 
 /* descriptor argument 1: fd, and what owns it (objects are borrowed, not copied) */
 static int checkfile(lua_State *L, unsigned char *owner, void **ref) {
-  uipc_Fd *o = uipc_toobj(L, 1);
-  int fd;
-  if (o && o->fd >= 0) {
-    *owner = OWN_OBJ;
-    *ref = o;
-    return o->fd;
-  }
-  fd = uipc_checkfd(L, 1); /* raises for closed objects and wrong types */
-  if (lua_type(L, 1) == LUA_TNUMBER) {
-    *owner = OWN_INT;
-    *ref = NULL;
-  } else {
-    *owner = OWN_FILE;
-    *ref = luaL_testudata(L, 1, LUA_FILEHANDLE);
-  }
+  uipc_Ref r;
+  int fd = uipc_tofd(L, 1, 1, 0, &r);
+  *owner = r.kind == UIPC_REF_OBJ ? OWN_OBJ : r.kind == UIPC_REF_FILE ? OWN_FILE : OWN_INT;
+  *ref = r.p;
   return fd;
 }
 
-static lua_Integer optinteger(lua_State *L, int idx, const char *key) {
-  if (!lua_isinteger(L, -1))
-    uipc_argerror(L, idx, "%s must be an integer, got %s", key, lua_type(L, -1) == LUA_TNUMBER ? "a float" : luaL_typename(L, -1));
-  return lua_tointeger(L, -1);
-}
-
-static void optwait(lua_State *L, int idx, Opts *op) {
-  if (lua_isboolean(L, -1)) {
-    op->wait = lua_toboolean(L, -1) ? W_BLOCK : W_NONE;
+static void optwait(lua_State *L, int idx, int argn, Opts *op) {
+  if (lua_isnil(L, idx)) return;
+  op->waitset = 1;
+  if (lua_isboolean(L, idx)) {
+    op->wait = lua_toboolean(L, idx) ? W_BLOCK : W_NONE;
     return;
   }
-  if (lua_type(L, -1) == LUA_TNUMBER) {
-    double t = lua_tonumber(L, -1);
-    if (!(t >= 0)) uipc_argerror(L, idx, "wait must not be negative");
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    double t = uipc_secondsarg(L, idx, argn, "option 'wait'");
     if (t == HUGE_VAL) {
       op->wait = W_BLOCK;
     } else {
@@ -147,70 +123,43 @@ static void optwait(lua_State *L, int idx, Opts *op) {
     }
     return;
   }
-  uipc_argerror(L, idx, "wait must be a boolean or a number of seconds, got %s", luaL_typename(L, -1));
+  uipc_argerror(L, argn, "option 'wait' must be a boolean or a number of seconds, got %s",
+                luaL_typename(L, idx));
 }
 
-static const uipc_Const types[] = {{"write", F_WRLCK}, {"read", F_RDLCK}, {NULL, 0}};
-static const uipc_Const whences[] = {{"set", SEEK_SET}, {"cur", SEEK_CUR}, {"end", SEEK_END},
-                                     {NULL, 0}};
+/* the options, in the order of their stack slots */
+static const uipc_Opt optnames[] = {UIPC_OPT("type"), UIPC_OPT("start"), UIPC_OPT("len"),
+                                    UIPC_OPT("whence"), UIPC_OPT("wait"), UIPC_OPT("ofd"),
+                                    {NULL, 0}};
+enum { O_TYPE, O_START, O_LEN, O_WHENCE, O_WAIT, O_OFD };
 
-/* the options table at idx (nil or absent: defaults); unknown keys raise */
+/* the options table at idx (nil or absent: defaults); unknown keys, and
+   known ones this function does not take (allowed: bits of 1 << O_*), raise */
 static void checkopts(lua_State *L, int idx, int allowed, Opts *op) {
+  int base, k;
   op->type = F_WRLCK;
   op->whence = SEEK_SET;
   op->ofd = 0;
   op->wait = W_BLOCK;
+  op->waitset = 0;
   op->start = op->len = 0;
   op->secs = 0;
-  if (lua_isnoneornil(L, idx)) return;
-  if (!lua_istable(L, idx))
-    uipc_argerror(L, idx, "options table expected, got %s", luaL_typename(L, idx));
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    int bit = !k                        ? 0
-              : !strcmp(k, "type")      ? OPT_TYPE
-              : !strcmp(k, "start")     ? OPT_START
-              : !strcmp(k, "len")       ? OPT_LEN
-              : !strcmp(k, "whence")    ? OPT_WHENCE
-              : !strcmp(k, "wait")      ? OPT_WAIT
-              : !strcmp(k, "ofd")       ? OPT_OFD
-                                        : 0;
-    if (!(bit & allowed)) {
-      if (k)
-        uipc_argerror(L, idx, "unknown option '%s'", k);
-      else
-        uipc_argerror(L, idx, "option names must be strings, got %s", luaL_typename(L, -2));
-    }
-    switch (bit) {
-      case OPT_TYPE:
-      case OPT_WHENCE: {
-        const uipc_Const *c = bit == OPT_TYPE ? types : whences;
-        const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        if (v)
-          for (; c->name && strcmp(c->name, v); c++) {
-          }
-        if (!v || !c->name) {
-          if (v) uipc_argerror(L, idx, "unknown %s '%s'", k, v);
-          uipc_argerror(L, idx, "%s must be a string, got %s", k, luaL_typename(L, -1));
-        }
-        if (bit == OPT_TYPE)
-          op->type = (short)c->value;
-        else
-          op->whence = c->value;
-        break;
-      }
-      case OPT_START: op->start = optinteger(L, idx, k); break;
-      case OPT_LEN: op->len = optinteger(L, idx, k); break;
-      case OPT_WAIT: optwait(L, idx, op); break;
-      case OPT_OFD:
-        if (!lua_isboolean(L, -1))
-          uipc_argerror(L, idx, "ofd must be a boolean, got %s", luaL_typename(L, -1));
-        op->ofd = lua_toboolean(L, -1);
-        break;
-    }
-    lua_pop(L, 1);
-  }
+  if (lua_isnoneornil(L, idx)) return; /* the common case: no walk */
+  base = lua_gettop(L) + 1;
+  uipc_options(L, idx, idx, optnames, base);
+  for (k = O_TYPE; k <= O_OFD; k++)
+    if (!lua_isnil(L, base + k) && !(allowed & (1 << k)))
+      uipc_argerror(L, idx, "unknown option '%s'", optnames[k].name);
+  if (!lua_isnil(L, base + O_TYPE))
+    op->type = (short)uipc_namearg(L, base + O_TYPE, idx, &uipc_locktypes);
+  if (!lua_isnil(L, base + O_START))
+    op->start = uipc_intarg(L, base + O_START, idx, LUA_MININTEGER, LUA_MAXINTEGER, "option 'start'");
+  if (!lua_isnil(L, base + O_LEN))
+    op->len = uipc_intarg(L, base + O_LEN, idx, LUA_MININTEGER, LUA_MAXINTEGER, "option 'len'");
+  if (!lua_isnil(L, base + O_WHENCE)) op->whence = uipc_namearg(L, base + O_WHENCE, idx, &uipc_whences);
+  optwait(L, base + O_WAIT, idx, op);
+  op->ofd = uipc_optbool(L, base + O_OFD, idx, "ofd", 0);
+  lua_settop(L, base - 1);
 }
 
 /*
@@ -265,38 +214,36 @@ static int attempt(int kind, int fd, int how, struct flock *fl, int block) {
   return r < 0 ? errno : 0;
 }
 
-static void nap(double secs) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)secs;
-  ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
-  nanosleep(&ts, NULL); /* EINTR: the caller recomputes what is left */
-}
-
 /*
  * Take the lock: 0, or the errno to report (ETIMEDOUT for a timed wait that
  * ran out). A timed wait polls with non-blocking attempts and a backoff
  * sleep against the monotonic clock, so it arms no timer and installs no
- * handler; it notices a release within BACKOFF_MAX.
+ * handler; it notices a release within BACKOFF_MAX. Inside a task every
+ * wait is such a wait, with cooperative sleeps (and no deadline for
+ * wait = true): the other tasks run meanwhile. w->done keeps the backoff
+ * (microseconds) across a hand-off.
  */
-static int take(int kind, int fd, int how, struct flock *fl, const Opts *op) {
-  double deadline, pause = BACKOFF_MIN;
+static int take(lua_State *L, uipc_Wait *w, int kind, int fd, int how, struct flock *fl,
+                const Opts *op) {
   int err;
-  if (op->wait != W_TIMED) {
+  if (op->wait == W_NONE || (op->wait == W_BLOCK && !uipc_intask(L))) {
     do
       err = attempt(kind, fd, how, fl, op->wait == W_BLOCK);
     while (err == EINTR);
     return err;
   }
-  deadline = uipc_now() + op->secs;
+  if (!w->resumed) {
+    w->deadline = op->wait == W_TIMED ? uipc_now() + op->secs : -1;
+    w->done = (lua_Integer)(BACKOFF_MIN * 1e6);
+  }
   for (;;) {
-    double left;
+    double left = 1e9, pause = (double)w->done / 1e6;
     err = attempt(kind, fd, how, fl, 0);
     if (err == EINTR) continue;
     if (err != EAGAIN && err != EWOULDBLOCK && err != EACCES) return err;
-    left = deadline - uipc_now();
-    if (left <= 0) return ETIMEDOUT;
-    nap(pause < left ? pause : left);
-    if ((pause *= 2) > BACKOFF_MAX) pause = BACKOFF_MAX;
+    if (w->deadline >= 0 && (left = w->deadline - uipc_now()) <= 0) return ETIMEDOUT;
+    if ((w->done *= 2) > (lua_Integer)(BACKOFF_MAX * 1e6)) w->done = (lua_Integer)(BACKOFF_MAX * 1e6);
+    uipc_pause(L, w, pause < left ? pause : left);
   }
 }
 
@@ -374,24 +321,36 @@ static int lockfail(lua_State *L, const char *op, int err) {
 
 /* ---- module functions ------------------------------------------------ */
 
+/* the lock mode: "ex" | "sh" | LOCK_EX | LOCK_SH, with "nb" / LOCK_NB
+   meaning wait = false (unless the options say otherwise) */
+static int flockmode(lua_State *L, Opts *op) {
+  size_t n;
+  const char *mode;
+  int how;
+  if (lua_type(L, 2) == LUA_TSTRING) { /* the usual "ex" and "sh" without a table walk */
+    mode = lua_tolstring(L, 2, &n);
+    if (n == 2 && mode[0] == 'e' && mode[1] == 'x') return LOCK_EX;
+    if (n == 2 && mode[0] == 's' && mode[1] == 'h') return LOCK_SH;
+  }
+  how = uipc_flagsarg(L, 2, 2, &uipc_lockops);
+  if ((how & ~LOCK_NB) != LOCK_EX && (how & ~LOCK_NB) != LOCK_SH)
+    uipc_argerror(L, 2, "lock mode must be \"ex\" or \"sh\" (LOCK_EX or LOCK_SH, optionally with LOCK_NB)");
+  if ((how & LOCK_NB) && !op->waitset) op->wait = W_NONE;
+  return how & ~LOCK_NB;
+}
+
 /* flock(file, "ex" | "sh" [, {wait = true | false | seconds}]) -> lock */
-static int ipc_flock(lua_State *L) {
+static int flock_body(lua_State *L, uipc_Wait *w) {
   unsigned char owner;
   void *ref;
   int fd = checkfile(L, &owner, &ref), how, err;
-  size_t n;
-  const char *mode = luaL_checklstring(L, 2, &n);
   Opts op;
   Lock *l;
-  if (n == 2 && mode[0] == 'e' && mode[1] == 'x')
-    how = LOCK_EX;
-  else if (n == 2 && mode[0] == 's' && mode[1] == 'h')
-    how = LOCK_SH;
-  else
-    return uipc_argerror(L, 2, "lock mode must be \"ex\" or \"sh\", got '%s'", mode);
-  checkopts(L, 3, OPT_WAIT, &op);
+  luaL_checkany(L, 2);
+  checkopts(L, 3, 1 << O_WAIT, &op);
+  how = flockmode(L, &op); /* an explicit wait wins over nb */
   l = newlock(L, K_FLOCK, owner, ref);
-  if ((err = take(K_FLOCK, fd, how, NULL, &op)) != 0) return lockfail(L, "flock", err);
+  if ((err = take(L, w, K_FLOCK, fd, how, NULL, &op)) != 0) return lockfail(L, "flock", err);
   l->fd = fd;
   l->type = (short)how;
   l->pid = mypid();
@@ -399,17 +358,17 @@ static int ipc_flock(lua_State *L) {
 }
 
 /* lock(file [, {type, start, len, whence, wait, ofd}]) -> lock */
-static int ipc_lock(lua_State *L) {
+static int lock_body(lua_State *L, uipc_Wait *w) {
   unsigned char owner;
   void *ref;
   int fd = checkfile(L, &owner, &ref), err, kind;
   struct flock fl;
   Opts op;
   Lock *l;
-  checkopts(L, 2, OPT_TYPE | OPT_START | OPT_LEN | OPT_WHENCE | OPT_WAIT | OPT_OFD, &op);
+  checkopts(L, 2, 0x3f, &op);
   kind = op.ofd ? K_OFD : K_POSIX;
   l = newlock(L, kind, owner, ref);
-  if ((err = resolve(fd, &op, &fl)) != 0 || (err = take(kind, fd, 0, &fl, &op)) != 0)
+  if ((err = resolve(fd, &op, &fl)) != 0 || (err = take(L, w, kind, fd, 0, &fl, &op)) != 0)
     return lockfail(L, "fcntl", err);
   l->fd = fd;
   l->type = op.type;
@@ -426,7 +385,7 @@ static int ipc_testlock(lua_State *L) {
   int fd = checkfile(L, &owner, &ref), err, cmd = F_GETLK;
   struct flock fl;
   Opts op;
-  checkopts(L, 2, OPT_TYPE | OPT_START | OPT_LEN | OPT_WHENCE | OPT_OFD, &op);
+  checkopts(L, 2, 0x3f & ~(1 << O_WAIT), &op);
   if ((err = resolve(fd, &op, &fl)) != 0) return uipc_fail(L, "fcntl", err);
   if (op.ofd) {
 #ifdef F_OFD_GETLK
@@ -435,10 +394,7 @@ static int ipc_testlock(lua_State *L) {
     return uipc_fail(L, "fcntl", EINVAL);
 #endif
   }
-  if (UIPC_RETRY(fcntl(fd, cmd, &fl)) < 0) {
-    err = errno;
-    return uipc_fail(L, "fcntl", err);
-  }
+  if (UIPC_RETRY(fcntl(fd, cmd, &fl)) < 0) return uipc_failerrno(L, "fcntl");
   if (fl.l_type == F_UNLCK) {
     lua_pushnil(L);
     return 1;
@@ -454,6 +410,10 @@ static int ipc_testlock(lua_State *L) {
   lua_setfield(L, -2, "len");
   return 1;
 }
+
+static const uipc_Op flock_op = {"flock", flock_body}, lock_op = {"fcntl", lock_body};
+static int ipc_flock(lua_State *L) { return uipc_run(L, &flock_op); }
+static int ipc_lock(lua_State *L) { return uipc_run(L, &lock_op); }
 
 /* ---- lock objects ---------------------------------------------------- */
 

@@ -105,91 +105,27 @@ static uipc_Fd *checkself(lua_State *L) {
 
 /* ---- sendmsg ---------------------------------------------------------- */
 
-/* flags field: nil, an integer, or names as in send ("peek|dontwait", "MSG_OOB") */
-static int fieldflags(lua_State *L, int t, int idx) {
-  return uipc_checkflagsas(L, idx, t, uipc_msgflags, "flag");
-}
-
-/* fds[i]: a unixipc object, an io file or an integer (value at the top) */
-static int elemfd(lua_State *L, int t, lua_Integer i) {
-  uipc_Fd *o;
-  luaL_Stream *p;
-  if (lua_type(L, -1) == LUA_TNUMBER) {
-    lua_Integer fd = lua_tointeger(L, -1);
-    if (!lua_isinteger(L, -1) || fd < 0 || fd > 0x7fffffff)
-      uipc_argerror(L, t, "fds[%d] must be a non-negative integer descriptor", (int)i);
-    return (int)fd;
-  }
-  if ((o = uipc_toobj(L, -1)) != NULL) {
-    if (o->fd < 0)
-      uipc_argerror(L, t, "fds[%d]: attempt to use a closed %s", (int)i,
-                    o->issock ? "socket" : "descriptor");
-    return o->fd;
-  }
-  if ((p = (luaL_Stream *)luaL_testudata(L, -1, LUA_FILEHANDLE)) != NULL) {
-    if (p->closef == NULL) uipc_argerror(L, t, "fds[%d]: attempt to use a closed file", (int)i);
-    return fileno(p->f);
-  }
-  uipc_argerror(L, t, "fds[%d]: descriptor expected (unixipc object, io file or integer), got %s",
-                (int)i, luaL_typename(L, -1));
-  return -1;
-}
-
 static lua_Integer credfield(lua_State *L, int t, int idx, const char *k, lua_Integer def) {
   lua_Integer v = def;
   lua_getfield(L, idx, k);
   if (!lua_isnil(L, -1)) {
-    if (!lua_isinteger(L, -1))
-      uipc_argerror(L, t, "cred.%s must be an integer, got %s", k, luaL_typename(L, -1));
-    v = lua_tointeger(L, -1);
-    if (v < 0 || v > 0xffffffffLL) uipc_argerror(L, t, "cred.%s out of range", k);
+    const char *what = lua_pushfstring(L, "cred.%s", k);
+    v = uipc_intarg(L, -2, t, 0, 0xffffffffLL, what);
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
   return v;
 }
 
-/*
- * One walk over an options table (argument 2) puts its fields in fixed
- * stack slots; absent ones are nil. A key is known by its length and
- * bytes: no lookup per field, and no second walk to find unknown ones.
- */
-typedef struct {
-  const char *name;
-  size_t len;
-  int slot;
-} field;
-
-static void tableslots(lua_State *L, int top, const field *fields) {
-  lua_settop(L, top);
-  lua_pushnil(L);
-  while (lua_next(L, 2)) {
-    size_t len;
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
-    const field *f = fields;
-    if (k)
-      while (f->name && !(f->len == len && memcmp(k, f->name, len) == 0)) f++;
-    if (!k || !f->name) {
-      if (k) uipc_argerror(L, 2, "unknown field '%s'", k);
-      uipc_argerror(L, 2, "unknown field of type %s", luaL_typename(L, -2));
-    }
-    lua_replace(L, f->slot);
-  }
-}
-
-/* sendmsg's fields: data 3, (4 the iov box), fds 5, cred 6, flags 7, to 8 */
-static const field sendfields[] = {
-  {"data", 4, 3}, {"fds", 3, 5}, {"cred", 4, 6}, {"flags", 5, 7}, {"to", 2, 8}, {NULL, 0, 0}
-};
-
-static void sendslots(lua_State *L) {
-  tableslots(L, 8, sendfields);
-}
+/* sendmsg's options: data 3, fds 4, cred 5, flags 6, to 7 (and 8, the iov box) */
+static const uipc_Opt sendopts[] = {UIPC_OPT("data"), UIPC_OPT("fds"), UIPC_OPT("cred"),
+                                    UIPC_OPT("flags"), UIPC_OPT("to"), {NULL, 0}};
 
 /*
  * sendmsg{data = str | {str, ...}, fds = {...}, cred = true | {pid=, uid=, gid=},
  *         to = addr, flags = ...} -> bytes sent
  */
-static int sock_sendmsg(lua_State *L) {
+static int sendmsg_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = checkself(L);
   struct iovec iovstack[STACKIOV], *iov = iovstack;
   int fds[SCM_MAX_FD];
@@ -199,23 +135,24 @@ static int sock_sendmsg(lua_State *L) {
   struct sockaddr_storage ss;
   size_t total = 0, clen = 0;
   lua_Integer nfds = 0, niov = 0, i;
-  int flags, hascred = 0, err = 0;
-  double deadline = -1;
+  int flags, hascred = 0, err = 0, extra;
   luaL_checktype(L, 2, LUA_TTABLE);
   memset(&msg, 0, sizeof msg);
-  sendslots(L);
+  lua_settop(L, 2);
+  uipc_options(L, 2, 2, sendopts, 3);
+  lua_settop(L, 8); /* 8: the iov box */
 
   /*
    * Everything that can run Lua code (metamethods of the cred and address
-   * tables, finalizers during their allocations) comes first: once pointers
-   * into the data strings and descriptor numbers are taken, nothing runs
-   * that could drop those strings or close those descriptors.
+   * tables, a foreign descriptor's getfd, finalizers during allocations)
+   * comes first: once pointers into the data strings are taken, nothing
+   * runs that could drop those strings.
    */
-  /* cred at 6 */
-  switch (lua_type(L, 6)) {
+  /* cred at 5 */
+  switch (lua_type(L, 5)) {
     case LUA_TNIL: break;
     case LUA_TBOOLEAN:
-      if (!lua_toboolean(L, 6)) break;
+      if (!lua_toboolean(L, 5)) break;
       hascred = 1;
       uc.pid = getpid();
       uc.uid = getuid();
@@ -223,27 +160,49 @@ static int sock_sendmsg(lua_State *L) {
       break;
     case LUA_TTABLE:
       hascred = 1;
-      uc.pid = (pid_t)credfield(L, 2, 6, "pid", getpid());
-      uc.uid = (uid_t)credfield(L, 2, 6, "uid", getuid());
-      uc.gid = (gid_t)credfield(L, 2, 6, "gid", getgid());
+      uc.pid = (pid_t)credfield(L, 2, 5, "pid", getpid());
+      uc.uid = (uid_t)credfield(L, 2, 5, "uid", getuid());
+      uc.gid = (gid_t)credfield(L, 2, 5, "gid", getgid());
       break;
     default:
       return uipc_argerror(L, 2, "cred must be true or a {pid=, uid=, gid=} table, got %s",
-                           luaL_typename(L, 6));
+                           luaL_typename(L, 5));
   }
 
-  flags = fieldflags(L, 2, 7);
+  flags = uipc_flagsarg(L, 6, 2, &uipc_msgflags);
 
-  /* to (at 8): copied to index 2 so address errors name the table's argument */
-  if (!lua_isnil(L, 8)) {
+  /* to at 7 */
+  if (!lua_isnil(L, 7)) {
     int rc;
     socklen_t alen;
-    lua_copy(L, 8, 2);
-    rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &alen, 0);
+    rc = uipc_toaddr(L, 7, 2, o->family, o->type, &ss, &alen, 0);
     if (rc) return uipc_addrfail(L, "sendmsg", rc);
     msg.msg_name = &ss;
     msg.msg_namelen = alen;
   }
+
+  /* fds at 4: a foreign object's getfd runs Lua, so before the data */
+  switch (lua_type(L, 4)) {
+    case LUA_TNIL: break;
+    case LUA_TTABLE:
+      nfds = (lua_Integer)lua_rawlen(L, 4);
+      if (nfds > SCM_MAX_FD) {
+        char m[80];
+        snprintf(m, sizeof m, "too many descriptors (%d, at most %d per message)", (int)nfds,
+                 SCM_MAX_FD);
+        return uipc_failmsg(L, "sendmsg", m, EINVAL);
+      }
+      for (i = 0; i < nfds; i++) {
+        lua_rawgeti(L, 4, i + 1);
+        fds[i] = uipc_tofd(L, -1, 2, (int)i + 1, NULL);
+        lua_pop(L, 1);
+      }
+      break;
+    default:
+      return uipc_argerror(L, 2, "fds must be a list of descriptors, got %s",
+                           luaL_typename(L, 4));
+  }
+
 
   /* data at 3 (kept on the stack: it anchors the strings) */
   switch (lua_type(L, 3)) {
@@ -257,7 +216,7 @@ static int sock_sendmsg(lua_State *L) {
       niov = (lua_Integer)lua_rawlen(L, 3);
       if (niov > STACKIOV) {
         iov = (struct iovec *)lua_newuserdatauv(L, (size_t)niov * sizeof *iov, 0);
-        lua_replace(L, 4); /* 4 is the iov box */
+        lua_replace(L, 8); /* 8 is the iov box */
       }
       for (i = 0; i < niov; i++) {
         if (lua_rawgeti(L, 3, i + 1) != LUA_TSTRING)
@@ -272,29 +231,6 @@ static int sock_sendmsg(lua_State *L) {
       return uipc_argerror(L, 2, "data must be a string or a list of strings, got %s",
                            luaL_typename(L, 3));
   }
-
-  /* fds at 5 */
-  switch (lua_type(L, 5)) {
-    case LUA_TNIL: break;
-    case LUA_TTABLE:
-      nfds = (lua_Integer)lua_rawlen(L, 5);
-      if (nfds > SCM_MAX_FD) {
-        char m[80];
-        snprintf(m, sizeof m, "too many descriptors (%d, at most %d per message)", (int)nfds,
-                 SCM_MAX_FD);
-        return uipc_failmsg(L, "sendmsg", m, EINVAL);
-      }
-      for (i = 0; i < nfds; i++) {
-        lua_rawgeti(L, 5, i + 1);
-        fds[i] = elemfd(L, 2, i + 1);
-        lua_pop(L, 1);
-      }
-      break;
-    default:
-      return uipc_argerror(L, 2, "fds must be a list of descriptors, got %s",
-                           luaL_typename(L, 5));
-  }
-
 
   /*
    * A stream socket has no message boundary to carry ancillary data alone:
@@ -333,44 +269,33 @@ static int sock_sendmsg(lua_State *L) {
     msg.msg_controllen = clen;
   }
 
+  extra = uipc_intask(L) && (uipc_nbresolve(o), !o->onb) ? MSG_DONTWAIT : 0;
   for (;;) {
-    ssize_t r = sendmsg(o->fd, &msg, flags | MSG_NOSIGNAL);
+    ssize_t r = sendmsg(o->fd, &msg, flags | extra | MSG_NOSIGNAL);
     if (r >= 0) {
       lua_pushinteger(L, (lua_Integer)r);
       return 1;
     }
     err = errno;
-    if (!(flags & MSG_DONTWAIT) || err == EINTR) err = uipc_block(o, err, POLLOUT, &deadline);
+    if (!(flags & MSG_DONTWAIT) || err == EINTR) err = uipc_block(L, w, o, err, POLLOUT);
     if (err) return uipc_pushwrite(L, "sendmsg", -1, err);
   }
 }
 
+static const uipc_Op sendmsg_op = {"sendmsg", sendmsg_body};
+static int sock_sendmsg(lua_State *L) { return uipc_run(L, &sendmsg_op); }
+
 /* ---- recvmsg ---------------------------------------------------------- */
 
-/* an integer option at idx (nil: def) */
-static lua_Integer optfield(lua_State *L, int idx, const char *k, lua_Integer def) {
-  lua_Integer v;
-  if (lua_isnil(L, idx)) return def;
-  if (!lua_isinteger(L, idx))
-    uipc_argerror(L, 2, "%s must be an integer, got %s", k,
-                  lua_isnumber(L, idx) ? "a float" : luaL_typename(L, idx));
-  v = lua_tointeger(L, idx);
-  if (v < 0) uipc_argerror(L, 2, "%s must not be negative", k);
-  return v;
-}
-
 /* the recvmsg options: size 3, maxfds 4, flags 5 */
-static const field recvfields[] = {{"size", 4, 3}, {"maxfds", 6, 4}, {"flags", 5, 5}, {NULL, 0, 0}};
-
-static void recvslots(lua_State *L) {
-  tableslots(L, 5, recvfields);
-}
+static const uipc_Opt recvopts[] = {UIPC_OPT("size"), UIPC_OPT("maxfds"), UIPC_OPT("flags"),
+                                    {NULL, 0}};
 
 /*
  * recvmsg([{size = 65536, maxfds = 253, flags = ...}]) -> data, fds, info
  * info = {truncated =, ctruncated =, flags =, from = addr?, cred = {pid, uid, gid}?}
  */
-static int sock_recvmsg(lua_State *L) {
+static int recvmsg_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = checkself(L);
   char stackbuf[STACKBUF], *buf = stackbuf;
   ctrlbuf ctrl;
@@ -381,23 +306,21 @@ static int sock_recvmsg(lua_State *L) {
   struct cmsghdr *c;
   fdguard *g;
   size_t size = 65536, maxfds = SCM_MAX_FD;
-  int flags = 0, hascred = 0, ctrunc, gidx, i, n;
-  double deadline = -1;
+  int flags = 0, hascred = 0, ctrunc, gidx, i, n, extra;
   ssize_t r;
   lua_settop(L, 2);
-  if (!lua_isnil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    recvslots(L);
-    size = (size_t)optfield(L, 3, "size", 65536);
-    maxfds = (size_t)optfield(L, 4, "maxfds", SCM_MAX_FD);
-    flags = fieldflags(L, 2, 5);
-    lua_settop(L, 2);
+  if (uipc_options(L, 2, 2, recvopts, 3)) {
+    if (!lua_isnil(L, 3)) size = (size_t)uipc_intarg(L, 3, 2, 0, LUA_MAXINTEGER, "option 'size'");
+    if (!lua_isnil(L, 4)) maxfds = (size_t)uipc_intarg(L, 4, 2, 0, LUA_MAXINTEGER, "option 'maxfds'");
+    flags = uipc_flagsarg(L, 5, 2, &uipc_msgflags);
   }
+  lua_settop(L, 2);
   if (maxfds > SCM_MAX_FD) maxfds = SCM_MAX_FD; /* the kernel never sends more */
   g = pushguard(L);
   gidx = lua_gettop(L);
   if (size > STACKBUF) buf = (char *)lua_newuserdatauv(L, size, 0);
   luaL_checkstack(L, 8, NULL); /* nothing below may fail for want of stack */
+  extra = uipc_intask(L) && (uipc_nbresolve(o), !o->onb) ? MSG_DONTWAIT : 0;
 
   for (;;) {
     int err;
@@ -411,12 +334,12 @@ static int sock_recvmsg(lua_State *L) {
     msg.msg_control = ctrl.buf;
     msg.msg_controllen = CMSG_SPACE(sizeof(struct ucred)) +
                          (maxfds ? CMSG_SPACE(maxfds * sizeof(int)) : 0);
-    r = recvmsg(o->fd, &msg, flags | MSG_CMSG_CLOEXEC);
+    r = recvmsg(o->fd, &msg, flags | extra | MSG_CMSG_CLOEXEC);
     if (r >= 0) break;
     err = errno;
     if (!(flags & MSG_DONTWAIT) || err == EINTR)
-      err = uipc_block(o, err, (flags & MSG_OOB) ? POLLPRI : POLLIN, &deadline);
-    if (err) return err == ETIMEDOUT ? uipc_timeout(L) : uipc_fail(L, "recvmsg", err);
+      err = uipc_block(L, w, o, err, (flags & MSG_OOB) ? POLLPRI : POLLIN);
+    if (err) return uipc_waitfail(L, "recvmsg", err);
   }
 
   /* collect: no Lua call until every descriptor sits in the guard */
@@ -501,16 +424,16 @@ static int sock_recvmsg(lua_State *L) {
   return 3;
 }
 
+static const uipc_Op recvmsg_op = {"recvmsg", recvmsg_body};
+static int sock_recvmsg(lua_State *L) { return uipc_run(L, &recvmsg_op); }
+
 /* peercred() -> {pid=, uid=, gid=} of the peer at connect/socketpair time;
    nil, "peercred: no peer credentials", ENOTCONN without a unix peer */
 static int sock_peercred(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
   struct ucred uc;
   socklen_t len = sizeof uc;
-  if (getsockopt(o->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
-    int err = errno;
-    return uipc_fail(L, "getsockopt", err);
-  }
+  if (getsockopt(o->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) return uipc_failerrno(L, "getsockopt");
   /* Linux answers pid 0 for a socket with no unix peer (unconnected, inet) */
   if (uc.pid == 0) return uipc_failmsg(L, "peercred", "no peer credentials", ENOTCONN);
   lua_createtable(L, 0, 3);

@@ -12,107 +12,80 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #define STACKFDS 64
 
-/* a foreign object (LuaSocket, cqueues, ...) that answers getfd() or fileno() */
-static int foreign(lua_State *L, int idx) {
-  int t = lua_type(L, idx);
-  if (t == LUA_TTABLE) return 1;
-  if (t != LUA_TUSERDATA) return 0;
-  if (luaL_getmetafield(L, idx, "__index") == LUA_TNIL) return 0;
-  lua_pop(L, 1);
-  return 1;
-}
-
-/* what owns a key's descriptor, so a pollset can tell when it was closed */
-enum { REF_NONE, REF_OBJ, REF_FILE };
-
-/* descriptor of a poll key (errors name argument argn): ours (checked
-   first: the common case), an integer, an io file, or a foreign object; the
-   messages are uipc_checkfd's. *kind and *ref say what owns it (may be NULL). */
-static inline __attribute__((always_inline)) int keyfdref(lua_State *L, int idx, int argn,
-                                                         int *kind, void **ref) {
-  uipc_Fd *o = uipc_toobj(L, idx);
-  luaL_Stream *p;
-  lua_Integer fd;
-  if (o) {
-    if (o->fd < 0) uipc_argerror(L, argn, "attempt to use a closed %s", o->issock ? "socket" : "descriptor");
-    if (kind) *kind = REF_OBJ, *ref = o;
-    return o->fd;
-  }
-  if (kind) *kind = REF_NONE, *ref = NULL;
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    if (!lua_isinteger(L, idx)) uipc_argerror(L, argn, "descriptor must be an integer");
-    fd = lua_tointeger(L, idx);
-    if (fd < 0 || fd > INT_MAX) uipc_argerror(L, argn, "descriptor must not be negative");
-    return (int)fd;
-  }
-  if ((p = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE)) != NULL) {
-    if (p->closef == NULL) uipc_argerror(L, argn, "attempt to use a closed file");
-    if (kind) *kind = REF_FILE, *ref = p;
-    return fileno(p->f);
-  }
-  idx = lua_absindex(L, idx);
-  if (!foreign(L, idx))
-    uipc_argerror(L, argn, "descriptor expected: unixipc object, io file, integer or object with "
-                  "getfd/fileno, got %s", luaL_typename(L, idx));
-  if (lua_getfield(L, idx, "getfd") == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "fileno");
-  }
-  if (!lua_isfunction(L, -1))
-    uipc_argerror(L, argn, "poll key has no getfd or fileno method");
-  lua_pushvalue(L, idx);
-  lua_call(L, 1, 1);
-  {
-    int isnum; /* LuaSocket's getfd answers a float such as 5.0 */
-    fd = lua_tointegerx(L, -1, &isnum);
-    if (!isnum || lua_type(L, -1) != LUA_TNUMBER)
-      uipc_argerror(L, argn, "poll key's getfd/fileno gave %s, not a descriptor",
-                    luaL_typename(L, -1));
-  }
-  lua_pop(L, 1);
-  if (fd < 0 || fd > INT_MAX) uipc_argerror(L, argn, "poll key is closed");
-  return (int)fd;
-}
-
-static int keyfd(lua_State *L, int idx) {
-  return keyfdref(L, idx, 1, NULL, NULL);
-}
-
+/* the events a key waits for: letters r (in), w (out), p (urgent) */
 static short checkeventsarg(lua_State *L, int idx, int argn) {
-  const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : "";
+  size_t n;
+  const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &n) : NULL;
   short ev = 0;
-  if (!*s)
-    uipc_argerror(L, argn, "poll events must be \"r\", \"w\" or \"rw\", got %s", luaL_typename(L, idx));
-  for (; *s; s++) {
-    switch (*s) {
-      case 'r': ev |= POLLIN; break;
-      case 'w': ev |= POLLOUT; break;
-      case 'p': ev |= POLLPRI; break;
-      default: uipc_argerror(L, argn, "unknown poll event '%c'", *s);
-    }
+  if (s && n > 0 && strspn(s, "rwp") == n) {
+    for (; *s; s++) ev |= *s == 'r' ? POLLIN : *s == 'w' ? POLLOUT : POLLPRI;
+    return ev;
   }
-  return ev;
+  if (s) uipc_argerror(L, argn, "poll events must be letters r, w and p (\"r\", \"w\", \"rw\"), got '%s'", s);
+  uipc_argerror(L, argn, "poll events must be letters r, w and p (\"r\", \"w\", \"rw\"), got %s",
+                luaL_typename(L, idx));
+  return 0;
 }
 
-static short checkevents(lua_State *L, int idx) {
-  return checkeventsarg(L, idx, 1);
+/*
+ * Inside a task: the scheduler is handed one descriptor that stands for the
+ * whole set, an epoll instance holding every entry (readable as soon as
+ * one of them is ready); the call runs again afterwards and polls with a
+ * zero timeout. The epoll descriptor is owned by a to-be-closed object, so
+ * it is closed however the wait ends. 0 (try again) or an errno.
+ */
+static int setwait(lua_State *L, uipc_Wait *w, struct pollfd *fds, nfds_t n) {
+  uipc_Fd *ep = uipc_newfd(L, 0);
+  int idx = lua_gettop(L), err = 0;
+  nfds_t i;
+  lua_toclose(L, idx);
+  if ((ep->fd = epoll_create1(EPOLL_CLOEXEC)) < 0) return errno;
+  for (i = 0; i < n && !err; i++) {
+    struct epoll_event ev;
+    if (fds[i].fd < 0) continue;
+    memset(&ev, 0, sizeof ev);
+    ev.events = ((fds[i].events & POLLIN) ? EPOLLIN : 0) | ((fds[i].events & POLLOUT) ? EPOLLOUT : 0) |
+                ((fds[i].events & POLLPRI) ? EPOLLPRI : 0);
+    if (epoll_ctl(ep->fd, EPOLL_CTL_ADD, fds[i].fd, &ev) == 0) continue;
+    if (errno == EEXIST) { /* the same descriptor twice: wait for both interests */
+      nfds_t k;
+      for (k = 0; k < i; k++)
+        if (fds[k].fd == fds[i].fd) ev.events |= (fds[k].events & POLLIN ? EPOLLIN : 0) |
+                                                 (fds[k].events & POLLOUT ? EPOLLOUT : 0) |
+                                                 (fds[k].events & POLLPRI ? EPOLLPRI : 0);
+      if (epoll_ctl(ep->fd, EPOLL_CTL_MOD, fds[i].fd, &ev) == 0) continue;
+    }
+    if (errno == EPERM) break; /* a regular file: always ready, poll again */
+    if (errno != EBADF) err = errno; /* a closed number: poll(2) reports it */
+    else break;
+  }
+  if (!err && i == n) err = uipc_wait(L, w, ep->fd, POLLIN);
+  lua_closeslot(L, idx);
+  return err == ETIMEDOUT ? 0 : err;
 }
 
-/* poll(2) until it answers, EINTR retried with the time left: r >= 0, or
-   -1 with *perr. Timeout 0 reads no clock; a wait longer than a poll(2)
-   call takes goes on in steps (uipc_pollms), math.huge for ever. */
-static int pollwait(struct pollfd *fds, nfds_t n, double timeout, int *perr) {
-  double deadline = timeout > 0 ? uipc_now() + timeout : -1;
+/* poll(2) until it answers or w's deadline passes (timeout 0: at once),
+   EINTR retried with the time left: r >= 0, or -1 with *perr. A wait
+   longer than a poll(2) call takes goes on in steps (uipc_pollms); inside
+   a task it goes to the scheduler (setwait). */
+static int pollwait(lua_State *L, uipc_Wait *w, struct pollfd *fds, nfds_t n, double timeout,
+                    int *perr) {
+  int task;
+  if (!w->resumed) w->deadline = timeout > 0 ? uipc_now() + timeout : -1;
+  task = timeout != 0 && uipc_intask(L);
   for (;;) {
-    int r = poll(fds, n, timeout == 0 ? 0 : uipc_pollms(deadline));
-    if (r > 0 || (r == 0 && (timeout == 0 || uipc_now() >= deadline))) return r;
+    int r = poll(fds, n, timeout == 0 || task ? 0 : uipc_pollms(w->deadline));
+    if (r > 0 || (r == 0 && (timeout == 0 || (w->deadline >= 0 && uipc_now() >= w->deadline))))
+      return r;
     if (r < 0 && errno != EINTR) {
       *perr = errno;
       return -1;
     }
+    if (r == 0 && task && (*perr = setwait(L, w, fds, n)) != 0) return -1;
   }
 }
 
@@ -134,7 +107,7 @@ static size_t letters(short re, char *buf) {
  * afterwards. A set too large for the Lua stack (about 500,000 keys, more
  * than poll(2) takes under any usual RLIMIT_NOFILE) fails with EINVAL.
  */
-static int ipc_poll(lua_State *L) {
+static int poll_body(lua_State *L, uipc_Wait *w) {
   struct pollfd stackfds[STACKFDS], *fds = stackfds;
   double timeout = uipc_optseconds(L, 2, "timeout");
   const char *lastev = NULL;
@@ -154,15 +127,15 @@ static int ipc_poll(lua_State *L) {
     int k = base + 2 * i;
     /* the events strings are interned: one parse serves a run of equal ones */
     const char *ev = lua_type(L, k + 1) == LUA_TSTRING ? lua_tostring(L, k + 1) : NULL;
-    fds[i].fd = keyfd(L, k);
+    fds[i].fd = uipc_tofd(L, k, 1, 0, NULL);
     if (ev == NULL || ev != lastev) {
-      lastbits = checkevents(L, k + 1);
+      lastbits = checkeventsarg(L, k + 1, 1);
       lastev = ev;
     }
     fds[i].events = lastbits;
     fds[i].revents = 0;
   }
-  if ((r = pollwait(fds, (nfds_t)n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
+  if ((r = pollwait(L, w, fds, (nfds_t)n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
   lua_createtable(L, 0, r);
   res = lua_gettop(L);
   for (i = 0; r > 0; i++, r--) { /* r entries have revents set */
@@ -175,6 +148,9 @@ static int ipc_poll(lua_State *L) {
   }
   return 1;
 }
+
+static const uipc_Op poll_op = {"poll", poll_body};
+static int ipc_poll(lua_State *L) { return uipc_run(L, &poll_op); }
 
 /* ---- pollset: a registered set, like Python's select.poll ------------ */
 
@@ -201,7 +177,7 @@ static int ipc_poll(lua_State *L) {
 
 typedef struct {
   void *ref;           /* uipc_Fd * or luaL_Stream * (kept alive as a key), or NULL */
-  unsigned char kind;  /* REF_* */
+  unsigned char kind;  /* UIPC_REF_* */
   unsigned char dead;  /* its owner was closed: reported "n", polled as -1 */
 } PollEnt;
 
@@ -305,12 +281,12 @@ static int findkey(lua_State *L, PollSet *ps, int imap, int keys, int idx) {
  */
 static int pset_add(lua_State *L) {
   PollSet *ps = checkset(L);
-  int kind, fd, i, err;
-  void *ref;
+  int fd, i, err;
+  uipc_Ref ref;
   short ev;
   luaL_checkany(L, 2);
   lua_settop(L, 3);
-  fd = keyfdref(L, 2, 2, &kind, &ref);
+  fd = uipc_tofd(L, 2, 2, 0, &ref);
   ev = checkeventsarg(L, 3, 3);
   lua_getiuservalue(L, 1, UV_INDEX); /* 4 */
   lua_getiuservalue(L, 1, UV_KEYS);  /* 5 */
@@ -330,8 +306,8 @@ static int pset_add(lua_State *L) {
   ps->fds[i].fd = fd;
   ps->fds[i].events = ev;
   ps->fds[i].revents = 0;
-  ps->ents[i].ref = ref;
-  ps->ents[i].kind = (unsigned char)kind;
+  ps->ents[i].ref = ref.p;
+  ps->ents[i].kind = (unsigned char)ref.kind;
   ps->ents[i].dead = 0;
   lua_pushboolean(L, 1);
   return 1;
@@ -381,18 +357,18 @@ static void bury(PollSet *ps, int i) {
 /* entry i (alive) belongs to an object or file closed since add() */
 static int gone(const PollSet *ps, int i) {
   const PollEnt *e = &ps->ents[i];
-  if (e->kind == REF_OBJ) return ((const uipc_Fd *)e->ref)->fd != ps->fds[i].fd;
-  if (e->kind == REF_FILE) return ((const luaL_Stream *)e->ref)->closef == NULL;
+  if (e->kind == UIPC_REF_OBJ) return ((const uipc_Fd *)e->ref)->fd != ps->fds[i].fd;
+  if (e->kind == UIPC_REF_FILE) return ((const luaL_Stream *)e->ref)->closef == NULL;
   return 0;
 }
 
 /* wait([timeout]) -> {[key] = events} for the ready keys, {} on timeout */
-static int pset_wait(lua_State *L) {
+static int pset_wait_body(lua_State *L, uipc_Wait *w) {
   PollSet *ps = checkset(L);
   double timeout = uipc_optseconds(L, 2, "timeout");
   int i, r, err = 0;
   if (ps->ndead > 0) timeout = 0; /* they are ready: "n" */
-  if ((r = pollwait(ps->fds, (nfds_t)ps->n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
+  if ((r = pollwait(L, w, ps->fds, (nfds_t)ps->n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
   if (ps->ndead > 0)
     for (i = 0; i < ps->n; i++)
       if (ps->ents[i].dead) {
@@ -414,7 +390,7 @@ static int pset_wait(lua_State *L) {
     while (i < n && fds[i].revents == 0) i++;
     if (i >= n) break;
     re = fds[i].revents;
-    if (!ps->ents[i].dead && ps->ents[i].kind != REF_NONE && gone(ps, i)) {
+    if (!ps->ents[i].dead && (ps->ents[i].kind == UIPC_REF_OBJ || ps->ents[i].kind == UIPC_REF_FILE) && gone(ps, i)) {
       bury(ps, i); /* whatever now holds the number is not this key */
       re = POLLNVAL;
     }
@@ -424,6 +400,9 @@ static int pset_wait(lua_State *L) {
   }
   return 1;
 }
+
+static const uipc_Op pset_wait_op = {"poll", pset_wait_body};
+static int pset_wait(lua_State *L) { return uipc_run(L, &pset_wait_op); }
 
 static int pset_count(lua_State *L) {
   lua_pushinteger(L, checkset(L)->n);

@@ -1,6 +1,17 @@
 /*
- * unixipc — declarations shared by the C core (one file per domain).
- * Only luaopen_unixipc_core is exported; everything here is hidden.
+ * unixipc — declarations shared by the C core, listed under the file that
+ * defines them. Only luaopen_unixipc_core (core.c) is exported; everything
+ * here is hidden.
+ *
+ *   core.c        the module table: calls every file's uipc_open_*
+ *   check.c       errors, argument checks, option tables, flags and names
+ *   constants.c   the name tables of every family, written once, and the
+ *                 module's constants built from them
+ *   wait.c        where a call waits: clocks, deadlines, poll, the
+ *                 scheduler hand-off, and the read/write loops built on it
+ *   descriptor.c  the object model every descriptor is built on
+ *   socket.c address.c message.c poll.c process.c signal.c lock.c codec.c
+ *                 one domain each
  */
 #ifndef UNIXIPC_PRIVATE_H
 #define UNIXIPC_PRIVATE_H
@@ -10,6 +21,7 @@
 #endif
 
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -22,6 +34,9 @@
 #define UIPC_FD_MT "unixipc.fd"         /* pipes, files, received descriptors */
 #define UIPC_SOCKET_MT "unixipc.socket" /* every socket */
 #define UIPC_ADDR_MT "unixipc.address"  /* address tables (tostring) */
+
+/* EINTR is retried everywhere except close() */
+#define UIPC_RETRY(expr) ({ long _r; do _r = (long)(expr); while (_r == -1 && errno == EINTR); _r; })
 
 /*
  * Class tags. Every object struct of ours begins with a pointer to its
@@ -36,8 +51,6 @@ typedef struct uipc_Class {
   const char *name; /* what a type error says was expected */
 } uipc_Class;
 
-UIPC_API extern const uipc_Class uipc_fdclass; /* descriptors and sockets (uipc_Fd) */
-
 /* the object at idx if it is a full userdata of class cls and this size, else NULL */
 static inline void *uipc_toclass(lua_State *L, int idx, const uipc_Class *cls, size_t size) {
   void *p = lua_touserdata(L, idx);
@@ -50,9 +63,10 @@ static inline void *uipc_toclass(lua_State *L, int idx, const uipc_Class *cls, s
  * metatable, for the methods) says which.
  * fd is -1 once closed. Blocking state is tracked here so hot paths never
  * ask the kernel with fcntl: O_NONBLOCK is on the descriptor when
- * (usernb || timeout >= 0) -- onb mirrors what we last set. A received
- * descriptor may also carry O_NONBLOCK from its sender (onb set, usernb
- * not): calls then wait out EAGAIN with poll, as a blocking object should.
+ * (usernb || timeout >= 0) -- onb mirrors what we last set. A descriptor
+ * may also carry O_NONBLOCK that the user did not ask for (from its sender,
+ * or set for a task, see wait.c): onb set, usernb not, and calls wait out
+ * EAGAIN themselves, as a blocking object should.
  */
 typedef struct uipc_Fd {
   const uipc_Class *cls; /* &uipc_fdclass */
@@ -68,96 +82,247 @@ typedef struct uipc_Fd {
   int family, type;      /* sockets: AF_*, SOCK_* */
   double timeout;        /* seconds, < 0 means none */
   char events[3];        /* cqueues interest: "r", "w", "rw" */
+  struct uipc_Bound *bound; /* listen(): the path to unlink at close, or NULL */
 } uipc_Fd;
 
-/* name <-> value tables, closed by {NULL, 0} */
-typedef struct uipc_Const {
-  const char *name;
-  int value;
-} uipc_Const;
+/* ---- check.c: errors, argument checks, option tables, flags, names ---- */
 
-/* core.c: errors, constants, argument helpers */
+/* nil, "op: strerror(err)", err */
 UIPC_API int uipc_fail(lua_State *L, const char *op, int err);
+/* the same for errno, read first thing: call it straight after the system call */
+UIPC_API int uipc_failerrno(lua_State *L, const char *op);
+/* nil, "op what: strerror(err)", err (what: a path, say) */
+UIPC_API int uipc_failon(lua_State *L, const char *op, const char *what, int err);
+/* nil, "op: msg", err */
 UIPC_API int uipc_failmsg(lua_State *L, const char *op, const char *msg, int err);
-UIPC_API int uipc_argerror(lua_State *L, int idx, const char *fmt, ...);
-UIPC_API int uipc_boolresult(lua_State *L, int r, const char *op);
+/* nil, "timeout", ETIMEDOUT */
 UIPC_API int uipc_timeout(lua_State *L);
-UIPC_API double uipc_now(void);
-UIPC_API double uipc_optseconds(lua_State *L, int idx, const char *what);
-UIPC_API lua_Integer uipc_checkint(lua_State *L, int idx, lua_Integer min, lua_Integer max,
-                                   const char *what);
+/* true, or uipc_failerrno(op) when r < 0 */
+UIPC_API int uipc_boolresult(lua_State *L, int r, const char *op);
+/* "bad argument #argn to 'fn' (fmt ...)", numbered as Lua numbers method arguments */
+UIPC_API int uipc_argerror(lua_State *L, int argn, const char *fmt, ...)
+    __attribute__((noreturn));
+
+/* the value at idx as an integer in [min, max]; errors name argument argn
+   and state the range: "backlog must be an integer from 0 to 65535, got -1" */
+UIPC_API lua_Integer uipc_intarg(lua_State *L, int idx, int argn, lua_Integer min,
+                                 lua_Integer max, const char *what);
+#define uipc_checkint(L, idx, min, max, what) uipc_intarg(L, idx, idx, min, max, what)
+/* the same, def for nil or none */
 UIPC_API lua_Integer uipc_optint(lua_State *L, int idx, lua_Integer def, lua_Integer min,
                                  lua_Integer max, const char *what);
+/* a byte count: an integer >= 0 (def for nil or none) */
+UIPC_API size_t uipc_checksize(lua_State *L, int idx, lua_Integer def, const char *what);
+/* seconds >= 0 (a number; math.huge waits for ever); nil or none -> -1 */
+UIPC_API double uipc_secondsarg(lua_State *L, int idx, int argn, const char *what);
+#define uipc_optseconds(L, idx, what) uipc_secondsarg(L, idx, idx, what)
+/* a string without NUL bytes, for a system call */
 UIPC_API const char *uipc_checkpath(lua_State *L, int idx);
+/* an fopen-style mode ("r", "w+", "a", "rb", "wx", ...) -> open(2) flags */
+UIPC_API int uipc_checkmode(lua_State *L, int idx, const char *def);
+
+/*
+ * A Lua value that stands for a descriptor: a unixipc object, a Lua io
+ * file, a non-negative integer, or a foreign object with getfd() or
+ * fileno() (LuaSocket, cqueues), whose method is called. Errors name
+ * argument argn, and "fds[elem]" in it when elem > 0. ref, when not NULL,
+ * says what owns the descriptor, so a caller can tell later whether it was
+ * closed.
+ */
+enum { UIPC_REF_INT, UIPC_REF_OBJ, UIPC_REF_FILE, UIPC_REF_FOREIGN };
+typedef struct uipc_Ref {
+  int kind;   /* UIPC_REF_* */
+  void *p;    /* uipc_Fd * or luaL_Stream * (REF_OBJ, REF_FILE), else NULL */
+} uipc_Ref;
+UIPC_API int uipc_tofd(lua_State *L, int idx, int argn, int elem, uipc_Ref *ref);
+#define uipc_checkfd(L, idx) uipc_tofd(L, idx, idx, 0, NULL)
+
+/*
+ * Option tables are strict: one walk puts the value of names[k] at stack
+ * slot base + k (absent ones nil, the stack grown to fit), and a key that
+ * is not in names raises "bad argument #argn to 'fn' (unknown option 'x')".
+ * nil or none is an empty table; anything else raises. Returns 1 when a
+ * table was given.
+ */
+typedef struct uipc_Opt {
+  const char *name;
+  size_t len; /* strlen(name): keys are matched by length and bytes */
+} uipc_Opt;
+#define UIPC_OPT(s) {s, sizeof(s) - 1}
+UIPC_API int uipc_options(lua_State *L, int idx, int argn, const uipc_Opt *names, int base);
+/* a boolean option at idx (nil: def) */
+UIPC_API int uipc_optbool(lua_State *L, int idx, int argn, const char *what, int def);
+
+/*
+ * Names. A family is one table of {POSIX name, short name, value}: the
+ * POSIX name ("MSG_PEEK") becomes a module constant, both names are
+ * accepted as arguments (any case), and nothing from another family is.
+ * An entry without a short name is a constant only; one without a POSIX
+ * name is an alias (accepted, no constant). Closed by {NULL, NULL, 0}.
+ */
+typedef struct uipc_Name {
+  const char *posix;
+  const char *name;
+  int value;
+} uipc_Name;
+
+typedef struct uipc_Family {
+  const char *what; /* in messages: "unknown wait option 'x'" */
+  const uipc_Name *names;
+} uipc_Family;
+
+/* the entry s[0..n) names in fam (POSIX or short name, any case), or NULL */
+UIPC_API const uipc_Name *uipc_findname(const uipc_Family *fam, const char *s, size_t n);
+/* one name (or the number of one) at idx; errors name argument argn */
+UIPC_API int uipc_namearg(lua_State *L, int idx, int argn, const uipc_Family *fam);
+#define uipc_checkname(L, idx, fam) uipc_namearg(L, idx, idx, fam)
+/* flags: nil (0), an integer, or names joined by '|', ',' or spaces */
+UIPC_API int uipc_flagsarg(lua_State *L, int idx, int argn, const uipc_Family *fam);
+#define uipc_checkflags(L, idx, fam) uipc_flagsarg(L, idx, idx, fam)
+/* the short name of value in fam, or NULL */
+UIPC_API const char *uipc_nameof(const uipc_Family *fam, int value);
+
+/* ---- constants.c: the families, and the module's constants ----------- */
+
+UIPC_API extern const uipc_Family uipc_afamilies; /* "unix", AF_UNIX, ... */
+UIPC_API extern const uipc_Family uipc_socktypes; /* "stream", SOCK_STREAM, ... */
+UIPC_API extern const uipc_Family uipc_msgflags;  /* "peek", MSG_PEEK, ... */
+UIPC_API extern const uipc_Family uipc_waitflags; /* "nohang", WNOHANG, ... */
+UIPC_API extern const uipc_Family uipc_lockops;   /* "ex", LOCK_EX, ... */
+UIPC_API extern const uipc_Family uipc_locktypes; /* "write", F_WRLCK, ... */
+UIPC_API extern const uipc_Family uipc_whences;   /* "set", SEEK_SET, ... */
+UIPC_API extern const uipc_Family uipc_shuthows;  /* "w", SHUT_WR, ... */
+/* every family's POSIX names onto the module table at -1 */
+UIPC_API void uipc_setconsts(lua_State *L, const uipc_Family *fam);
+/* a table {NAME = n, [n] = "NAME"} of a family's POSIX names (the first
+   name of a number wins the reverse map) */
+UIPC_API void uipc_newbimap(lua_State *L, const uipc_Family *fam, int posix);
+
+/* ---- wait.c: where a call waits -------------------------------------- */
+
+UIPC_API double uipc_now(void); /* CLOCK_MONOTONIC seconds */
 /* poll(2) milliseconds until deadline (-1: none), clamped to what poll takes */
 UIPC_API int uipc_pollms(double deadline);
+
+/*
+ * The state of a call that may wait: its deadline and its progress, kept
+ * across a hand-off to a scheduler (see wait.c). A call that waits is
+ * written as a body over this state; uipc_waitinit records the arguments,
+ * and if the call is suspended inside a task the body runs again from the
+ * start with the same arguments and this state restored.
+ */
+typedef struct uipc_Wait uipc_Wait;
+typedef int (*uipc_Body)(lua_State *L, uipc_Wait *w);
+typedef struct uipc_Op {
+  const char *name; /* "recv": the failure message if its object is closed meanwhile */
+  uipc_Body body;
+} uipc_Op;
+struct uipc_Wait {
+  const uipc_Op *op;
+  double deadline;   /* -1: none (yet) */
+  lua_Integer done;  /* the body's progress: bytes written, a step reached */
+  int nargs;         /* the call's arguments, restored for the body */
+  int resumed;       /* the body runs again after a hand-off */
+};
+UIPC_API void uipc_waitinit(lua_State *L, uipc_Wait *w, const uipc_Op *op);
+/* run op's body over a fresh state: the lua_CFunction of a call that may wait */
+UIPC_API int uipc_run(lua_State *L, const uipc_Op *op);
+/* may this call's waits go to a scheduler (inside a coroutine, with one installed)? */
+UIPC_API int uipc_intask(lua_State *L);
+
+/* wait until fd is ready for events or w->deadline passes: 0 (ready: try
+   again), ETIMEDOUT, or an errno. fd < 0 sleeps until the deadline. */
+UIPC_API int uipc_wait(lua_State *L, uipc_Wait *w, int fd, short events);
+/*
+ * One blocking step for object o after a call failed with err: 0 means
+ * try again (EINTR, or the descriptor became ready); anything else is the
+ * error to report: ETIMEDOUT for a timeout, EAGAIN in non-blocking mode,
+ * err itself when it is not a would-block. The deadline comes from the
+ * object's timeout at the first wait.
+ */
+UIPC_API int uipc_block(lua_State *L, uipc_Wait *w, uipc_Fd *o, int err, short events);
+/* the failure for a uipc_block result: timeout, or nil, "op: ...", err */
+UIPC_API int uipc_waitfail(lua_State *L, const char *op, int err);
+/* a sleep of at most secs that a signal may cut short (callers loop) */
+UIPC_API void uipc_nap(double secs);
+/* the same inside a task is a sleep the other tasks run through; w's
+   deadline and progress are kept (the body runs again afterwards) */
+UIPC_API void uipc_pause(lua_State *L, uipc_Wait *w, double secs);
+
+/* one write(2)/send(2) of up to n bytes without SIGPIPE; -1 with errno */
+UIPC_API ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags);
+/* one write that waits as o does: bytes written, or -1 with *perr */
+UIPC_API ssize_t uipc_writesome(lua_State *L, uipc_Wait *w, uipc_Fd *o, const char *buf,
+                                size_t n, int flags, int *perr);
+/* n, or the failure for a writesome result */
+UIPC_API int uipc_pushwrite(lua_State *L, const char *op, ssize_t r, int err);
+/* write everything from w->done on: true, or nil, msg, errno, bytes written */
+UIPC_API int uipc_writeall(lua_State *L, uipc_Wait *w, uipc_Fd *o, const char *s, size_t n,
+                           int flags, const char *op);
+/* read/recv/recvfrom (how 0, 1, 2) into a fresh string: data [, addr] */
+UIPC_API int uipc_pushrecv(lua_State *L, uipc_Wait *w, uipc_Fd *o, size_t n, int flags, int how);
 /* after a 0-byte read on a seqpacket socket: end of stream (1) or an empty record (0) */
 UIPC_API int uipc_seqeof(int fd);
-UIPC_API int uipc_checksignal(lua_State *L, int idx);
-UIPC_API int uipc_checksignalas(lua_State *L, int idx, int argn);
-UIPC_API const char *uipc_signame(int signo);
-UIPC_API int uipc_checkflags(lua_State *L, int idx, const uipc_Const *names, const char *what);
-UIPC_API int uipc_checkflagsas(lua_State *L, int idx, int argn, const uipc_Const *names,
-                               const char *what);
-UIPC_API int uipc_checkname(lua_State *L, int idx, const uipc_Const *names, const char *what);
-UIPC_API const char *uipc_nameof(const uipc_Const *names, int value);
-UIPC_API void uipc_setconsts(lua_State *L, const uipc_Const *c);
-UIPC_API extern const uipc_Const uipc_msgflags[];
-UIPC_API extern const uipc_Const uipc_signals[];
 
-/* descriptor.c: the object model */
+/* ---- descriptor.c: the object model ---------------------------------- */
+
+UIPC_API extern const uipc_Class uipc_fdclass; /* descriptors and sockets (uipc_Fd) */
 UIPC_API uipc_Fd *uipc_newfd(lua_State *L, int issock);
 UIPC_API uipc_Fd *uipc_toobj(lua_State *L, int idx);    /* NULL if not ours */
 UIPC_API uipc_Fd *uipc_checkobj(lua_State *L, int idx); /* raises if closed */
 UIPC_API uipc_Fd *uipc_checksock(lua_State *L, int idx);
-UIPC_API int uipc_checkfd(lua_State *L, int idx);       /* object, io file or integer */
 UIPC_API int uipc_wrapfd(lua_State *L, int fd);         /* fd already owned by caller */
 UIPC_API void uipc_rewrap(lua_State *L, int idx);       /* after dup2 onto the object */
-UIPC_API void uipc_initsock(uipc_Fd *o, int fd);
-UIPC_API int uipc_closefd(uipc_Fd *o);
-UIPC_API int uipc_setnb(uipc_Fd *o, int on);
-UIPC_API int uipc_waitfd(int fd, short events, double deadline);
-UIPC_API double uipc_deadline(const uipc_Fd *o);
-UIPC_API void uipc_addmethods(lua_State *L, const luaL_Reg *fdm, const luaL_Reg *sockm);
-UIPC_API size_t uipc_checksize(lua_State *L, int idx, lua_Integer def, const char *what);
-/* one blocking step after a failed call: 0 = try again, else the error
-   to report (ETIMEDOUT for a timeout, EAGAIN in non-blocking mode) */
-UIPC_API int uipc_block(uipc_Fd *o, int err, short events, double *deadline);
-UIPC_API ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags);
-UIPC_API ssize_t uipc_writesome(uipc_Fd *o, const char *buf, size_t n, int flags,
-                                double *deadline, int *perr);
-UIPC_API int uipc_pushwrite(lua_State *L, const char *op, ssize_t r, int err);
-UIPC_API int uipc_writeall(lua_State *L, uipc_Fd *o, const char *s, size_t n, int flags,
-                           const char *op);
-
-/* descriptor.c: a wrapped descriptor (received, inherited) has its
-   O_NONBLOCK read on first need rather than when wrapped (no fcntl per
-   received descriptor); call this before reading o->onb or o->usernb
-   outside the hot paths that already do (uipc_block, the setters) */
+UIPC_API int uipc_closefd(uipc_Fd *o);                  /* 0 or errno; idempotent */
+UIPC_API int uipc_setnb(uipc_Fd *o, int on);            /* O_NONBLOCK: 0 or errno */
+/* a wrapped descriptor (received, inherited) has its O_NONBLOCK read on
+   first need rather than when wrapped (no fcntl per received descriptor);
+   call this before reading o->onb or o->usernb outside the paths that
+   already do (uipc_block, the setters) */
 UIPC_API void uipc_nbresolve(uipc_Fd *o);
+/* register methods on descriptor objects (fdm, also on sockets) and sockets only (sockm) */
+UIPC_API void uipc_addmethods(lua_State *L, const luaL_Reg *fdm, const luaL_Reg *sockm);
+/* the name of a kind of object for "attempt to use a closed ..." */
+#define uipc_kindname(o) ((o)->issock ? "socket" : "descriptor")
 
-/* address.c */
-UIPC_API int uipc_toaddr(lua_State *L, int idx, int family, int socktype,
+/* ---- socket.c -------------------------------------------------------- */
+
+/* a socket made here (socket, socketpair, accept): its state as created */
+UIPC_API void uipc_initsock(uipc_Fd *o, int fd, int family, int type, int nonblock,
+                            double timeout);
+
+/* ---- address.c ------------------------------------------------------- */
+
+/* Fill ss/len from the address at idx (errors name argument argn) for a
+   socket of the given family (AF_UNSPEC: any). Misuse raises; a name that
+   does not resolve returns its getaddrinfo code for uipc_addrfail. */
+UIPC_API int uipc_toaddr(lua_State *L, int idx, int argn, int family, int socktype,
                          struct sockaddr_storage *ss, socklen_t *len, int passive);
 UIPC_API void uipc_pushaddr(lua_State *L, const struct sockaddr *sa, socklen_t len);
+/* nil, "op: message", code: a resolver failure has a negative code
+   (ipc.EAI_*), a system one (EAI_SYSTEM) its positive errno */
 UIPC_API int uipc_addrfail(lua_State *L, const char *op, int gaierr);
-UIPC_API int uipc_checkfamily(lua_State *L, int idx);
-UIPC_API int uipc_checktype(lua_State *L, int idx);
-UIPC_API const char *uipc_typename(int socktype);
 
-/* descriptor.c: read/recv/recvfrom into a fresh string (how: 0, 1, 2) */
-UIPC_API int uipc_pushrecv(lua_State *L, uipc_Fd *o, size_t n, int flags, int how);
+/* ---- process.c ------------------------------------------------------- */
 
-/* process.c */
+/* push pid, how, code for a wait status ("exit", "signal", "stop", "continue") */
 UIPC_API int uipc_pushstatus(lua_State *L, pid_t pid, int status);
 
-/* signal.c: the mask the process had before any signal bridge blocked
-   signals, and the signals that were ignored before a bridge took them, for
-   exec'd programs; returns 0 (and leaves *mask) when no bridge is live */
-#include <signal.h>
+/* ---- signal.c -------------------------------------------------------- */
+
+/* "TERM", "SIGTERM", "term", "RTMIN+2" or a number at idx; errors name argn */
+UIPC_API int uipc_signalarg(lua_State *L, int idx, int argn);
+#define uipc_checksignal(L, idx) uipc_signalarg(L, idx, idx)
+UIPC_API const char *uipc_signame(int signo);
+/* the mask the process had before any signal bridge blocked signals, and
+   the signals that were ignored before a bridge took them, for exec'd
+   programs; returns 0 (and leaves *mask) when no bridge is live */
 UIPC_API int uipc_sigsaved(sigset_t *mask, sigset_t *ignored);
 
-/* each domain registers its functions into the module table at -1 */
+/* ---- each file registers its functions into the module table at -1 --- */
+
+UIPC_API void uipc_open_constants(lua_State *L);
+UIPC_API void uipc_open_wait(lua_State *L);
 UIPC_API void uipc_open_descriptor(lua_State *L);
 UIPC_API void uipc_open_socket(lua_State *L);
 UIPC_API void uipc_open_address(lua_State *L);
@@ -166,11 +331,6 @@ UIPC_API void uipc_open_message(lua_State *L);
 UIPC_API void uipc_open_process(lua_State *L);
 UIPC_API void uipc_open_signal(lua_State *L);
 UIPC_API void uipc_open_lock(lua_State *L);
-
-/* codec.c: the channel codec, core._encode and core._decode */
 UIPC_API void uipc_open_codec(lua_State *L);
-
-/* EINTR is retried everywhere except close() */
-#define UIPC_RETRY(expr) ({ long _r; do _r = (long)(expr); while (_r == -1 && errno == EINTR); _r; })
 
 #endif

@@ -22,32 +22,27 @@ static int ipc_fork(lua_State *L) {
   pid_t pid;
   fflush(NULL);
   pid = fork();
-  if (pid < 0) {
-    int err = errno;
-    return uipc_fail(L, "fork", err);
-  }
+  if (pid < 0) return uipc_failerrno(L, "fork");
   lua_pushinteger(L, pid);
   return 1;
 }
 
-static const uipc_Const waitflags[] = {
-  {"nohang", WNOHANG}, {"untraced", WUNTRACED}, {"continued", WCONTINUED}, {NULL, 0}
-};
-
-/* push pid, how, code for a wait status; returns 3 */
+/* push pid, how, code for a wait status, in os.execute's words: "exit"
+   (code: the exit status), "signal" (code: the signal), and the two
+   states os.execute never sees, "stop" (the signal) and "continue" */
 int uipc_pushstatus(lua_State *L, pid_t pid, int status) {
   lua_pushinteger(L, pid);
   if (WIFEXITED(status)) {
-    lua_pushliteral(L, "exited");
+    lua_pushliteral(L, "exit");
     lua_pushinteger(L, WEXITSTATUS(status));
   } else if (WIFSIGNALED(status)) {
-    lua_pushliteral(L, "signaled");
+    lua_pushliteral(L, "signal");
     lua_pushinteger(L, WTERMSIG(status));
   } else if (WIFSTOPPED(status)) {
-    lua_pushliteral(L, "stopped");
+    lua_pushliteral(L, "stop");
     lua_pushinteger(L, WSTOPSIG(status));
   } else {
-    lua_pushliteral(L, "continued");
+    lua_pushliteral(L, "continue");
     lua_pushinteger(L, SIGCONT);
   }
   return 3;
@@ -56,12 +51,9 @@ int uipc_pushstatus(lua_State *L, pid_t pid, int status) {
 /* waitpid(pid | -1 [, "nohang"]) -> pid, how, code; 0 when nohang finds nothing */
 static int ipc_waitpid(lua_State *L) {
   lua_Integer pid = uipc_optint(L, 1, -1, INT_MIN, INT_MAX, "pid");
-  int flags = uipc_checkflags(L, 2, waitflags, "wait option"), status = 0;
+  int flags = uipc_checkflags(L, 2, &uipc_waitflags), status = 0;
   pid_t r = (pid_t)UIPC_RETRY(waitpid((pid_t)pid, &status, flags));
-  if (r < 0) {
-    int err = errno;
-    return uipc_fail(L, "waitpid", err);
-  }
+  if (r < 0) return uipc_failerrno(L, "waitpid");
   if (r == 0) {
     lua_pushinteger(L, 0);
     return 1;
@@ -80,10 +72,7 @@ static int ipc_kill(lua_State *L) {
     sig = 0;
   else
     sig = uipc_checksignal(L, 2);
-  if (kill(pid, sig) < 0) {
-    int err = errno;
-    return uipc_fail(L, "kill", err);
-  }
+  if (kill(pid, sig) < 0) return uipc_failerrno(L, "kill");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -119,10 +108,7 @@ static int ipc_forkrun(lua_State *L) {
   lua_insert(L, 1);
   fflush(NULL);
   pid = fork();
-  if (pid < 0) {
-    int err = errno;
-    return uipc_fail(L, "fork", err);
-  }
+  if (pid < 0) return uipc_failerrno(L, "fork");
   if (pid > 0) {
     lua_pushinteger(L, pid);
     return 1;
@@ -168,10 +154,7 @@ static int ipc__exit(lua_State *L) {
 /* setsid() -> sid: a new session and process group led by the caller */
 static int ipc_setsid(lua_State *L) {
   pid_t sid = setsid();
-  if (sid < 0) {
-    int err = errno;
-    return uipc_fail(L, "setsid", err);
-  }
+  if (sid < 0) return uipc_failerrno(L, "setsid");
   lua_pushinteger(L, sid);
   return 1;
 }
@@ -180,10 +163,7 @@ static int ipc_setsid(lua_State *L) {
 static int ipc_getsid(lua_State *L) {
   pid_t pid = (pid_t)uipc_optint(L, 1, 0, 0, INT_MAX, "pid");
   pid_t sid = getsid(pid);
-  if (sid < 0) {
-    int err = errno;
-    return uipc_fail(L, "getsid", err);
-  }
+  if (sid < 0) return uipc_failerrno(L, "getsid");
   lua_pushinteger(L, sid);
   return 1;
 }
@@ -197,20 +177,16 @@ static int ipc_getsid(lua_State *L) {
  * it was written rather than to the new target.
  */
 static int ipc_dup2(lua_State *L) {
-  int from = uipc_checkfd(L, 1), to = uipc_checkfd(L, 2), err;
+  int from = uipc_checkfd(L, 1), to = uipc_checkfd(L, 2);
   uipc_Fd *o = uipc_toobj(L, 2);
   if (to == 1) fflush(stdout);
   if (to == 2) fflush(stderr);
   if (from == to) {
     int fl = fcntl(to, F_GETFD);
-    if (fl < 0 || ((fl & FD_CLOEXEC) && fcntl(to, F_SETFD, fl & ~FD_CLOEXEC) < 0)) {
-      err = errno;
-      return uipc_fail(L, "dup2", err);
-    }
-  } else if (UIPC_RETRY(dup2(from, to)) < 0) {
-    err = errno;
-    return uipc_fail(L, "dup2", err);
-  }
+    if (fl < 0 || ((fl & FD_CLOEXEC) && fcntl(to, F_SETFD, fl & ~FD_CLOEXEC) < 0))
+      return uipc_failerrno(L, "dup2");
+  } else if (UIPC_RETRY(dup2(from, to)) < 0)
+    return uipc_failerrno(L, "dup2");
   /* a unixipc object given as `to` now stands for from's file */
   if (o && from != to) uipc_rewrap(L, 2);
   lua_pushinteger(L, to);
@@ -222,8 +198,7 @@ static int ipc_chdir(lua_State *L) {
   const char *path = uipc_checkpath(L, 1);
   if (chdir(path) < 0) {
     int err = errno;
-    lua_pushfstring(L, "chdir %s", path);
-    return uipc_fail(L, lua_tostring(L, -1), err);
+    return uipc_failon(L, "chdir", path, err);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -236,9 +211,7 @@ static int ipc_umask(lua_State *L) {
     old = umask(022);
     umask(old);
   } else {
-    lua_Integer m = luaL_checkinteger(L, 1);
-    if (m < 0 || m > 0777) return luaL_argerror(L, 1, "mask must be 0 to 0777");
-    old = umask((mode_t)m);
+    old = umask((mode_t)uipc_checkint(L, 1, 0, 0777, "mask"));
   }
   lua_pushinteger(L, old);
   return 1;
@@ -459,8 +432,7 @@ static int ipc_exec(lua_State *L) {
     swapignored(&ignored, oldact, 1);
     sigprocmask(SIG_SETMASK, &cur, NULL);
   }
-  lua_pushfstring(L, "exec %s", path);
-  return uipc_fail(L, lua_tostring(L, -1), err);
+  return uipc_failon(L, "exec", path, err);
 }
 
 static const luaL_Reg funcs[] = {

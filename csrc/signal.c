@@ -17,11 +17,15 @@
  */
 #include "private.h"
 
+#include <ctype.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,6 +78,65 @@ typedef struct Rec {
   int signo, code, pid, uid, status, fd, value;
   long band;
 } Rec;
+
+/* ---- names ----------------------------------------------------------------- */
+
+/* every signal: SIGTERM as a constant, "TERM" as its name; aliases last */
+#define S(n) {"SIG" #n, #n, SIG##n}
+static const uipc_Family signals = {"signal", (const uipc_Name[]){
+  S(HUP), S(INT), S(QUIT), S(ILL), S(TRAP), S(ABRT), S(BUS), S(FPE), S(KILL), S(USR1),
+  S(SEGV), S(USR2), S(PIPE), S(ALRM), S(TERM),
+#ifdef SIGSTKFLT
+  S(STKFLT),
+#endif
+  S(CHLD), S(CONT), S(STOP), S(TSTP), S(TTIN), S(TTOU), S(URG), S(XCPU), S(XFSZ), S(VTALRM),
+  S(PROF), S(WINCH), S(IO),
+#ifdef SIGPWR
+  S(PWR),
+#endif
+  S(SYS),
+#ifdef SIGPOLL
+  S(POLL),
+#endif
+  S(IOT), S(CLD),
+  {NULL, NULL, 0}}};
+#undef S
+
+int uipc_signalarg(lua_State *L, int idx, int argn) {
+  const uipc_Name *c;
+  size_t n;
+  const char *s, *p;
+  if (lua_type(L, idx) == LUA_TNUMBER)
+    return (int)uipc_intarg(L, idx, argn, 1, NSIG - 1, "signal number");
+  if (lua_type(L, idx) != LUA_TSTRING)
+    uipc_argerror(L, argn, "signal name or number expected, got %s", luaL_typename(L, idx));
+  s = lua_tolstring(L, idx, &n);
+  if ((c = uipc_findname(&signals, s, n)) != NULL) return c->value;
+  p = s;
+  if (!memchr(s, '\0', n)) { /* RTMIN, RTMIN+n, RTMAX, RTMAX-n, with or without SIG */
+    if (n > 3 && strncasecmp(p, "SIG", 3) == 0) p += 3;
+    if (strncasecmp(p, "RTMIN", 5) == 0 || strncasecmp(p, "RTMAX", 5) == 0) {
+      int base = (toupper((unsigned char)p[3]) == 'I') ? SIGRTMIN : SIGRTMAX;
+      char *end;
+      long off = p[5] ? strtol(p + 5, &end, 10) : 0;
+      if ((!p[5] || *end == '\0') && base + off >= SIGRTMIN && base + off <= SIGRTMAX)
+        return (int)(base + off);
+    }
+  }
+  uipc_argerror(L, argn, "unknown signal '%s'", s);
+  return 0;
+}
+
+const char *uipc_signame(int signo) {
+  static char rt[NSIG][12];
+  const char *n = uipc_nameof(&signals, signo);
+  if (n) return n;
+  if (signo >= SIGRTMIN && signo <= SIGRTMAX && signo < NSIG) {
+    if (!rt[signo][0]) snprintf(rt[signo], sizeof rt[signo], "RTMIN+%d", signo - SIGRTMIN);
+    return rt[signo];
+  }
+  return "?";
+}
 
 /* ---- siginfo layouts ---------------------------------------------------- */
 
@@ -232,7 +295,7 @@ int uipc_sigsaved(sigset_t *mask, sigset_t *ignored) {
 
 /* one signal of the list: uipc_checksignal's checks, as argument #1 */
 static int listsignal(lua_State *L, int vidx) {
-  int s = uipc_checksignalas(L, vidx, 1);
+  int s = uipc_signalarg(L, vidx, 1);
   if (s == SIGKILL || s == SIGSTOP)
     uipc_argerror(L, 1, "signal %s cannot be caught or blocked", uipc_signame(s));
   if (s > 31 && s < SIGRTMIN)
@@ -262,25 +325,14 @@ static void checksignals(lua_State *L, sigset_t *set) {
         uipc_argerror(L, 1, "signal %s is already bridged by another live signalfd", uipc_signame(s));
 }
 
+static const uipc_Opt signalfdopts[] = {UIPC_OPT("drain"), {NULL, 0}};
+
 /* opts: {drain = bool} */
 static int checkopts(lua_State *L, int idx) {
-  int drain = 1;
-  if (lua_isnoneornil(L, idx)) return drain;
-  if (!lua_istable(L, idx))
-    uipc_argerror(L, idx, "options must be a table, got %s", luaL_typename(L, idx));
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (k && strcmp(k, "drain") == 0) {
-      if (!lua_isboolean(L, -1))
-        uipc_argerror(L, idx, "opts.drain must be a boolean, got %s", luaL_typename(L, -1));
-      drain = lua_toboolean(L, -1);
-    } else {
-      lua_pushvalue(L, -2);
-      uipc_argerror(L, idx, "unknown option '%s'", luaL_tolstring(L, -1, NULL));
-    }
-    lua_pop(L, 1);
-  }
+  int base = lua_gettop(L) + 1, drain;
+  uipc_options(L, idx, idx, signalfdopts, base);
+  drain = uipc_optbool(L, base, idx, "drain", 1);
+  lua_settop(L, base - 1);
   return drain;
 }
 
@@ -416,8 +468,8 @@ static int readrec(Bridge *b, Rec *r) {
  * interned key skips the string lookup lua_setfield does for every field.
  */
 static const char *const recnames[] = {"signo", "name", "code", "pid", "uid", "status",
-                                       "value", "fd", "band", NULL};
-enum { K_SIGNO = 1, K_NAME, K_CODE, K_PID, K_UID, K_STATUS, K_VALUE, K_FD, K_BAND, K_END };
+                                       "value", "fd", "band", "how", NULL};
+enum { K_SIGNO = 1, K_NAME, K_CODE, K_PID, K_UID, K_STATUS, K_VALUE, K_FD, K_BAND, K_HOW, K_END };
 
 static void setint(lua_State *L, int k, lua_Integer v) {
   lua_pushvalue(L, lua_upvalueindex(k));
@@ -442,7 +494,13 @@ static void pushrec(lua_State *L, const Rec *r) {
   }
   setint(L, K_PID, lay == L_NONE ? 0 : r->pid);
   setint(L, K_UID, lay == L_NONE ? 0 : r->uid);
-  if (lay == L_CHLD) setint(L, K_STATUS, r->status);
+  if (lay == L_CHLD) {
+    static const char *const hows[] = {"?", "exit", "signal", "signal", "stop", "stop", "continue"};
+    setint(L, K_STATUS, r->status);
+    lua_pushvalue(L, lua_upvalueindex(K_HOW));
+    lua_pushstring(L, r->code >= CLD_EXITED && r->code <= CLD_CONTINUED ? hows[r->code] : "?");
+    lua_rawset(L, -3);
+  }
   if (lay == L_RT) setint(L, K_VALUE, r->value);
 }
 
@@ -452,23 +510,28 @@ static void pushrec(lua_State *L, const Rec *r) {
  * timeout nil waits forever, 0 never waits. The descriptor is non-blocking,
  * so a pending signal costs one read(2) and no poll.
  */
-static int sig_read(lua_State *L) {
+static int sig_read_body(lua_State *L, uipc_Wait *w) {
   Bridge *b = checkbridge(L, 1);
-  double t = uipc_optseconds(L, 2, "timeout"), deadline = -1;
+  double t = uipc_optseconds(L, 2, "timeout");
   Rec r = {0, 0, 0, 0, 0, 0, 0, 0};
+  if (t > 0 && !w->resumed) w->deadline = uipc_now() + t;
   for (;;) {
     int err = readrec(b, &r);
     if (!err) break;
     if (err == EINTR) continue;
     if (err != EAGAIN && err != EWOULDBLOCK) return uipc_fail(L, "read", err);
     if (t == 0) return uipc_timeout(L);
-    if (t > 0 && deadline < 0) deadline = uipc_now() + t;
-    err = uipc_waitfd(b->fd, POLLIN, deadline);
-    if (err == ETIMEDOUT) return uipc_timeout(L);
-    if (err) return uipc_fail(L, "poll", err);
+    if ((err = uipc_wait(L, w, b->fd, POLLIN)) != 0) return uipc_waitfail(L, "poll", err);
   }
   pushrec(L, &r);
   return 1;
+}
+
+static const uipc_Op sig_read_op = {"read", sig_read_body};
+
+/* (a continuation restores the upvalues: the body reads them afresh) */
+static int sig_read(lua_State *L) {
+  return uipc_run(L, &sig_read_op);
 }
 
 static int sig_close(lua_State *L) {
@@ -562,6 +625,7 @@ static int ipc_reap(lua_State *L) {
       return uipc_fail(L, "waitpid", err);
     }
     lua_createtable(L, 0, 3);
+    luaL_checkstack(L, 4, NULL);
     uipc_pushstatus(L, pid, status);
     lua_setfield(L, -4, "code");
     lua_setfield(L, -3, "how");
@@ -591,17 +655,8 @@ static int ipc_sigreset(lua_State *L) {
 /* o:setowner([pid]): who gets SIGIO/SIGURG; a negative pid is a process group */
 static int fd_setowner(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
-  lua_Integer pid;
-  int r, err;
-  if (lua_isnoneornil(L, 2))
-    pid = getpid();
-  else {
-    if (!lua_isinteger(L, 2))
-      return uipc_argerror(L, 2, "pid must be an integer, got %s", lua_isnumber(L, 2) ? "a float" : luaL_typename(L, 2));
-    pid = lua_tointeger(L, 2);
-    if (pid < -0x7fffffff || pid > 0x7fffffff)
-      return uipc_argerror(L, 2, "pid out of range");
-  }
+  lua_Integer pid = lua_isnoneornil(L, 2) ? getpid() : uipc_checkint(L, 2, -0x7fffffff, 0x7fffffff, "pid");
+  int r;
 #ifdef F_SETOWN_EX
   {
     struct f_owner_ex ow;
@@ -612,10 +667,7 @@ static int fd_setowner(lua_State *L) {
 #else
   r = fcntl(o->fd, F_SETOWN, (int)pid);
 #endif
-  if (r < 0) {
-    err = errno;
-    return uipc_fail(L, "fcntl", err);
-  }
+  if (r < 0) return uipc_failerrno(L, "fcntl");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -624,21 +676,14 @@ static int fd_setowner(lua_State *L) {
 static int fd_getowner(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
   lua_Integer pid;
-  int err;
 #ifdef F_GETOWN_EX
   struct f_owner_ex ow;
-  if (fcntl(o->fd, F_GETOWN_EX, &ow) < 0) {
-    err = errno;
-    return uipc_fail(L, "fcntl", err);
-  }
+  if (fcntl(o->fd, F_GETOWN_EX, &ow) < 0) return uipc_failerrno(L, "fcntl");
   pid = ow.type == F_OWNER_PGRP ? -(lua_Integer)ow.pid : (lua_Integer)ow.pid;
 #else
   errno = 0;
   pid = fcntl(o->fd, F_GETOWN);
-  if (pid == -1 && errno) {
-    err = errno;
-    return uipc_fail(L, "fcntl", err);
-  }
+  if (pid == -1 && errno) return uipc_failerrno(L, "fcntl");
 #endif
   lua_pushinteger(L, pid);
   return 1;
@@ -652,7 +697,7 @@ static int fd_getowner(lua_State *L) {
  */
 static int fd_setasync(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
-  int on, fl, err, sig = -1;
+  int on, fl, sig = -1;
   if (!lua_isboolean(L, 2))
     return uipc_argerror(L, 2, "boolean expected, got %s", luaL_typename(L, 2));
   on = lua_toboolean(L, 2);
@@ -664,16 +709,11 @@ static int fd_setasync(lua_State *L) {
 #endif
   }
 #ifdef F_SETSIG
-  if (sig >= 0 && fcntl(o->fd, F_SETSIG, sig) < 0) {
-    err = errno;
-    return uipc_fail(L, "fcntl", err);
-  }
+  if (sig >= 0 && fcntl(o->fd, F_SETSIG, sig) < 0) return uipc_failerrno(L, "fcntl");
 #endif
   fl = fcntl(o->fd, F_GETFL);
-  if (fl < 0 || fcntl(o->fd, F_SETFL, on ? (fl | O_ASYNC) : (fl & ~O_ASYNC)) < 0) {
-    err = errno;
-    return uipc_fail(L, "fcntl", err);
-  }
+  if (fl < 0 || fcntl(o->fd, F_SETFL, on ? (fl | O_ASYNC) : (fl & ~O_ASYNC)) < 0)
+    return uipc_failerrno(L, "fcntl");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -681,11 +721,8 @@ static int fd_setasync(lua_State *L) {
 /* sock:atmark() -> bool: is the read pointer at the urgent mark */
 static int sock_atmark(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
-  int r = sockatmark(o->fd), err;
-  if (r < 0) {
-    err = errno;
-    return uipc_fail(L, "sockatmark", err);
-  }
+  int r = sockatmark(o->fd);
+  if (r < 0) return uipc_failerrno(L, "sockatmark");
   lua_pushboolean(L, r);
   return 1;
 }
@@ -732,6 +769,13 @@ static const luaL_Reg funcs[] = {
 
 void uipc_open_signal(lua_State *L) {
   const char *const *k;
+  uipc_setconsts(L, &signals);
+  lua_pushinteger(L, SIGRTMIN);
+  lua_setfield(L, -2, "SIGRTMIN");
+  lua_pushinteger(L, SIGRTMAX);
+  lua_setfield(L, -2, "SIGRTMAX");
+  uipc_newbimap(L, &signals, 0);
+  lua_setfield(L, -2, "signals");
   luaL_newmetatable(L, SIGNAL_MT);
   luaL_setfuncs(L, sigmeta, 0);
   lua_newtable(L);

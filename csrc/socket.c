@@ -14,60 +14,64 @@
 #include <time.h>
 #include <unistd.h>
 
-/* opts.nonblock -> SOCK_NONBLOCK; opts.timeout -> seconds */
-static int sockopts(lua_State *L, int idx, double *timeout) {
-  int extra = 0;
-  *timeout = -1;
-  if (lua_isnoneornil(L, idx)) return 0;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  if (lua_getfield(L, idx, "nonblock"), lua_toboolean(L, -1)) extra |= SOCK_NONBLOCK;
-  lua_pop(L, 1);
-  lua_getfield(L, idx, "timeout");
-  *timeout = uipc_optseconds(L, lua_gettop(L), "opts.timeout");
-  lua_pop(L, 1);
-  if (*timeout >= 0) extra |= SOCK_NONBLOCK;
-  return extra;
+/* the options of socket() and socketpair() at idx: {nonblock =, timeout =} */
+static const uipc_Opt sockoptnames[] = {UIPC_OPT("nonblock"), UIPC_OPT("timeout"), {NULL, 0}};
+
+typedef struct {
+  int nonblock;   /* the user's non-blocking mode */
+  double timeout; /* seconds, < 0 none */
+} NewOpts;
+
+static void newopts(lua_State *L, int idx, NewOpts *n) {
+  int base = lua_gettop(L) + 1;
+  uipc_options(L, idx, idx, sockoptnames, base);
+  n->nonblock = uipc_optbool(L, base, idx, "nonblock", 0);
+  n->timeout = uipc_secondsarg(L, base + 1, idx, "option 'timeout'");
+  lua_settop(L, base - 1);
 }
 
-static void initnew(uipc_Fd *o, int fd, int family, int type, int extra, double timeout) {
+/* SOCK_NONBLOCK for a socket made with these options */
+static int nbflag(const NewOpts *n) {
+  return n->nonblock || n->timeout >= 0 ? SOCK_NONBLOCK : 0;
+}
+
+void uipc_initsock(uipc_Fd *o, int fd, int family, int type, int nonblock, double timeout) {
   o->fd = fd;
   o->family = family;
   o->type = type;
   o->timeout = timeout;
-  o->onb = (unsigned char)((extra & SOCK_NONBLOCK) != 0);
-  o->usernb = (unsigned char)(o->onb && timeout < 0);
+  o->onb = (unsigned char)(nonblock || timeout >= 0);
+  o->usernb = (unsigned char)(nonblock != 0);
 }
 
 /* socketpair([type [, opts]]) */
 static int ipc_socketpair(lua_State *L) {
-  int type = lua_isnoneornil(L, 1) ? SOCK_STREAM : uipc_checktype(L, 1);
-  double timeout;
-  int extra = sockopts(L, 2, &timeout), sv[2], err;
-  uipc_Fd *a = uipc_newfd(L, 1), *b = uipc_newfd(L, 1);
-  if (socketpair(AF_UNIX, type | SOCK_CLOEXEC | extra, 0, sv) < 0) {
-    err = errno;
-    return uipc_fail(L, "socketpair", err);
-  }
-  initnew(a, sv[0], AF_UNIX, type, extra, timeout);
-  initnew(b, sv[1], AF_UNIX, type, extra, timeout);
+  int type = lua_isnoneornil(L, 1) ? SOCK_STREAM : uipc_checkname(L, 1, &uipc_socktypes);
+  NewOpts n;
+  uipc_Fd *a, *b;
+  int sv[2];
+  newopts(L, 2, &n);
+  a = uipc_newfd(L, 1);
+  b = uipc_newfd(L, 1);
+  if (socketpair(AF_UNIX, type | SOCK_CLOEXEC | nbflag(&n), 0, sv) < 0)
+    return uipc_failerrno(L, "socketpair");
+  uipc_initsock(a, sv[0], AF_UNIX, type, n.nonblock, n.timeout);
+  uipc_initsock(b, sv[1], AF_UNIX, type, n.nonblock, n.timeout);
   return 2;
 }
 
-/* socket(family, type [, opts]) */
+/* socket(family [, type [, opts]]) */
 static int ipc_socket(lua_State *L) {
-  int family = uipc_checkfamily(L, 1);
-  int type = lua_isnoneornil(L, 2) ? SOCK_STREAM : uipc_checktype(L, 2);
-  double timeout;
-  int extra = sockopts(L, 3, &timeout), fd, err;
+  int family = uipc_checkname(L, 1, &uipc_afamilies);
+  int type = lua_isnoneornil(L, 2) ? SOCK_STREAM : uipc_checkname(L, 2, &uipc_socktypes), fd;
+  NewOpts n;
   uipc_Fd *o;
-  if (family == AF_UNSPEC) return luaL_argerror(L, 1, "family must be unix, inet or inet6");
+  if (family == AF_UNSPEC) return uipc_argerror(L, 1, "address family must be unix, inet or inet6");
+  newopts(L, 3, &n);
   o = uipc_newfd(L, 1);
-  fd = socket(family, type | SOCK_CLOEXEC | extra, 0);
-  if (fd < 0) {
-    err = errno;
-    return uipc_fail(L, "socket", err);
-  }
-  initnew(o, fd, family, type, extra, timeout);
+  fd = socket(family, type | SOCK_CLOEXEC | nbflag(&n), 0);
+  if (fd < 0) return uipc_failerrno(L, "socket");
+  uipc_initsock(o, fd, family, type, n.nonblock, n.timeout);
   return 1;
 }
 
@@ -75,131 +79,159 @@ static int sock_bind(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
   struct sockaddr_storage ss;
   socklen_t len;
-  int rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &len, 1);
+  int rc = uipc_toaddr(L, 2, 2, o->family, o->type, &ss, &len, 1);
   if (rc) return uipc_addrfail(L, "bind", rc);
   return uipc_boolresult(L, bind(o->fd, (struct sockaddr *)&ss, len), "bind");
 }
 
 static int sock_listen(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
-  lua_Integer backlog = luaL_optinteger(L, 2, SOMAXCONN);
-  if (backlog < 0) return luaL_argerror(L, 2, "backlog must not be negative");
-  return uipc_boolresult(L, listen(o->fd, backlog > 0x7fffffff ? 0x7fffffff : (int)backlog), "listen");
+  int backlog = (int)uipc_optint(L, 2, SOMAXCONN, 0, 0x7fffffff, "backlog");
+  return uipc_boolresult(L, listen(o->fd, backlog), "listen");
 }
 
-/* accept() -> conn, addr. The new socket is blocking whatever the listener is. */
-static int sock_accept(lua_State *L) {
-  uipc_Fd *o = uipc_checksock(L, 1);
-  uipc_Fd *c = uipc_newfd(L, 1);
+/* inside a task, a blocking object gets O_NONBLOCK for calls that take no
+   MSG_DONTWAIT (see wait.c); returns whether we are in one */
+static int taskmode(lua_State *L, uipc_Fd *o) {
+  if (!uipc_intask(L)) return 0;
+  uipc_nbresolve(o);
+  if (!o->onb) uipc_setnb(o, 1);
+  return 1;
+}
+
+/* accept() -> conn, addr. The new socket is blocking whatever the listener
+   is (in a task it gets O_NONBLOCK, and still behaves as blocking). */
+static int accept_body(lua_State *L, uipc_Wait *w) {
+  uipc_Fd *o = uipc_checksock(L, 1), *c;
   struct sockaddr_storage ss;
   socklen_t len;
-  double deadline = -1;
-  int fd, err;
+  int task = taskmode(L, o), fd, err;
+  c = uipc_newfd(L, 1);
   for (;;) {
     len = sizeof ss;
-    fd = accept4(o->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+    fd = accept4(o->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | (task ? SOCK_NONBLOCK : 0));
     if (fd >= 0) break;
-    if ((err = uipc_block(o, errno, POLLIN, &deadline)) != 0)
-      return err == ETIMEDOUT ? uipc_timeout(L) : uipc_fail(L, "accept", err);
+    if ((err = uipc_block(L, w, o, errno, POLLIN)) != 0) return uipc_waitfail(L, "accept", err);
   }
-  c->fd = fd;
-  c->family = o->family;
-  c->type = o->type;
+  uipc_initsock(c, fd, o->family, o->type, 0, -1);
+  c->onb = (unsigned char)task;
   uipc_pushaddr(L, (struct sockaddr *)&ss, len);
   return 2;
 }
 
 /*
  * connect(addr). Blocking: waits (EINTR leaves the connection in progress,
- * so we wait for it rather than call connect again). Timed: EINPROGRESS,
- * then poll for writability and read SO_ERROR. Non-blocking: returns the
- * EINPROGRESS failure; poll for "w" then getoption("error").
+ * so we wait for it rather than call connect again). Timed (and in a
+ * task): EINPROGRESS, then wait for writability and read SO_ERROR.
+ * Non-blocking: returns the EINPROGRESS failure; poll for "w" then
+ * getoption("error"). A unix listener whose backlog is full answers a
+ * non-blocking connect with EAGAIN, and there is nothing to wait for: a
+ * timed or non-blocking socket returns that EAGAIN (ipc.connect retries
+ * it until its timeout); a blocking one in a task naps and tries again, as
+ * the kernel would have blocked it. w->done is 1 once the connection is in
+ * progress.
  */
-static int sock_connect(lua_State *L) {
+static int connect_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checksock(L, 1);
-  struct sockaddr_storage ss;
-  socklen_t len;
-  int rc = uipc_toaddr(L, 2, o->family, o->type, &ss, &len, 0), err;
-  double deadline;
-  if (rc) return uipc_addrfail(L, "connect", rc);
-  deadline = uipc_deadline(o);
-  for (;;) {
-    if (connect(o->fd, (struct sockaddr *)&ss, len) == 0) break;
-    err = errno;
-    uipc_nbresolve(o); /* a wrapped socket: is it non-blocking? */
-    if (err == EINTR || (err == EINPROGRESS && !o->usernb)) {
-      socklen_t el = sizeof err;
-      int soerr = 0;
-      err = uipc_waitfd(o->fd, POLLOUT, deadline);
-      if (err == ETIMEDOUT) return uipc_timeout(L);
-      if (err) return uipc_fail(L, "connect", err);
-      if (getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0) soerr = errno;
-      if (soerr) return uipc_fail(L, "connect", soerr);
-      break;
+  int err;
+  if (w->done == 0) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = uipc_toaddr(L, 2, 2, o->family, o->type, &ss, &len, 0), task;
+    double nap = 0.001;
+    if (rc) return uipc_addrfail(L, "connect", rc);
+    task = taskmode(L, o);
+    if (o->timeout >= 0 && !w->resumed) w->deadline = uipc_now() + o->timeout;
+    for (;;) {
+      if (connect(o->fd, (struct sockaddr *)&ss, len) == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+      err = errno;
+      uipc_nbresolve(o); /* a wrapped socket: is it non-blocking? */
+      if (err == EINTR || (err == EINPROGRESS && !o->usernb)) break;
+      if (err == EAGAIN && task && !o->usernb && o->timeout < 0) {
+        uipc_pause(L, w, nap);
+        if ((nap *= 2) > 0.01) nap = 0.01;
+        continue;
+      }
+      return uipc_fail(L, "connect", err);
     }
-    if (err == EAGAIN && !o->usernb && o->family == AF_UNIX) {
-      /* a unix listener's backlog is full: retry until the deadline */
-      struct timespec ms = {0, 1000000};
-      if (deadline >= 0 && uipc_now() >= deadline) return uipc_timeout(L);
-      nanosleep(&ms, NULL);
-      continue;
-    }
-    return uipc_fail(L, "connect", err);
+    w->done = 1;
+  }
+  for (;;) { /* in progress: done once writable (asked first, as after a hand-off it is) */
+    struct pollfd p;
+    p.fd = o->fd;
+    p.events = POLLOUT;
+    if (poll(&p, 1, 0) > 0) break;
+    if ((err = uipc_wait(L, w, o->fd, POLLOUT)) != 0) return uipc_waitfail(L, "connect", err);
+  }
+  {
+    int soerr = 0;
+    socklen_t el = sizeof soerr;
+    if (getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0) soerr = errno;
+    if (soerr) return uipc_fail(L, "connect", soerr);
   }
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static int sock_send(lua_State *L) {
+static int send_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checksock(L, 1);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
-  int flags = uipc_checkflags(L, 3, uipc_msgflags, "flag"), err = 0;
-  double deadline = -1;
-  ssize_t r = uipc_writesome(o, s, n, flags, &deadline, &err);
+  int flags = uipc_checkflags(L, 3, &uipc_msgflags), err = 0;
+  ssize_t r = uipc_writesome(L, w, o, s, n, flags, &err);
   return uipc_pushwrite(L, "send", r, err);
 }
 
-static int sock_recv(lua_State *L) {
+static int recv_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checksock(L, 1);
   size_t n = uipc_checksize(L, 2, 65536, "maxlen");
-  return uipc_pushrecv(L, o, n, uipc_checkflags(L, 3, uipc_msgflags, "flag"), 1);
+  return uipc_pushrecv(L, w, o, n, uipc_checkflags(L, 3, &uipc_msgflags), 1);
 }
 
-static int sock_recvfrom(lua_State *L) {
+static int recvfrom_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checksock(L, 1);
   size_t n = uipc_checksize(L, 2, 65536, "maxlen");
-  return uipc_pushrecv(L, o, n, uipc_checkflags(L, 3, uipc_msgflags, "flag"), 2);
+  return uipc_pushrecv(L, w, o, n, uipc_checkflags(L, 3, &uipc_msgflags), 2);
 }
 
-static int sock_sendto(lua_State *L) {
+static int sendto_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checksock(L, 1);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   struct sockaddr_storage ss;
   socklen_t len;
-  int rc = uipc_toaddr(L, 3, o->family, o->type, &ss, &len, 0);
-  int flags = uipc_checkflags(L, 4, uipc_msgflags, "flag"), err;
-  double deadline = -1;
+  int rc = uipc_toaddr(L, 3, 3, o->family, o->type, &ss, &len, 0);
+  int flags = uipc_checkflags(L, 4, &uipc_msgflags), extra, err;
   if (rc) return uipc_addrfail(L, "sendto", rc);
+  extra = uipc_intask(L) && (uipc_nbresolve(o), !o->onb) ? MSG_DONTWAIT : 0;
   for (;;) {
-    ssize_t r = sendto(o->fd, s, n, flags | MSG_NOSIGNAL, (struct sockaddr *)&ss, len);
+    ssize_t r = sendto(o->fd, s, n, flags | extra | MSG_NOSIGNAL, (struct sockaddr *)&ss, len);
     if (r >= 0) {
       lua_pushinteger(L, (lua_Integer)r);
       return 1;
     }
     err = errno;
-    if (!(flags & MSG_DONTWAIT) || err == EINTR) err = uipc_block(o, err, POLLOUT, &deadline);
+    if (!(flags & MSG_DONTWAIT) || err == EINTR) err = uipc_block(L, w, o, err, POLLOUT);
     if (err) return uipc_pushwrite(L, "sendto", -1, err);
   }
 }
 
+static const uipc_Op accept_op = {"accept", accept_body}, connect_op = {"connect", connect_body},
+                     send_op = {"send", send_body}, recv_op = {"recv", recv_body},
+                     recvfrom_op = {"recvfrom", recvfrom_body}, sendto_op = {"sendto", sendto_body};
+static int sock_accept(lua_State *L) { return uipc_run(L, &accept_op); }
+static int sock_connect(lua_State *L) { return uipc_run(L, &connect_op); }
+static int sock_send(lua_State *L) { return uipc_run(L, &send_op); }
+static int sock_recv(lua_State *L) { return uipc_run(L, &recv_op); }
+static int sock_recvfrom(lua_State *L) { return uipc_run(L, &recvfrom_op); }
+static int sock_sendto(lua_State *L) { return uipc_run(L, &sendto_op); }
+
 static int sock_shutdown(lua_State *L) {
-  static const uipc_Const hows[] = {{"r", SHUT_RD}, {"w", SHUT_WR}, {"rw", SHUT_RDWR},
-                                    {"read", SHUT_RD}, {"write", SHUT_WR}, {"both", SHUT_RDWR},
-                                    {NULL, 0}};
   uipc_Fd *o = uipc_checksock(L, 1);
-  int how = lua_isnoneornil(L, 2) ? SHUT_RDWR : uipc_checkname(L, 2, hows, "shutdown mode");
+  int how = lua_isnoneornil(L, 2) ? SHUT_RDWR : uipc_checkname(L, 2, &uipc_shuthows);
   return uipc_boolresult(L, shutdown(o->fd, how), "shutdown");
 }
 
@@ -209,10 +241,7 @@ static int nameof(lua_State *L, int peer) {
   socklen_t len = sizeof ss;
   int r = peer ? getpeername(o->fd, (struct sockaddr *)&ss, &len)
                : getsockname(o->fd, (struct sockaddr *)&ss, &len);
-  if (r < 0) {
-    int err = errno;
-    return uipc_fail(L, peer ? "getpeername" : "getsockname", err);
-  }
+  if (r < 0) return uipc_failerrno(L, peer ? "getpeername" : "getsockname");
   if (len == 0) { /* unnamed unix sockets may report nothing at all */
     ss.ss_family = (sa_family_t)o->family;
     len = sizeof(sa_family_t);
@@ -278,26 +307,16 @@ static int sock_setoption(lua_State *L) {
         return uipc_argerror(L, 3, "option '%s' takes a boolean, got %s", p->name, luaL_typename(L, 3));
       v = lua_toboolean(L, 3);
       break;
-    case OPT_INT: {
-      lua_Integer i;
-      if (!lua_isinteger(L, 3))
-        return uipc_argerror(L, 3, "option '%s' takes an integer, got %s", p->name, luaL_typename(L, 3));
-      i = lua_tointeger(L, 3);
-      if (i < 0 || i > 0x7fffffff)
-        return uipc_argerror(L, 3, "option '%s' must not be negative", p->name);
-      v = (int)i;
+    case OPT_INT:
+      v = (int)uipc_checkint(L, 3, 0, 0x7fffffff, p->name);
       break;
-    }
     case OPT_LINGER:
       memset(&lg, 0, sizeof lg);
-      if (lua_isnumber(L, 3)) {
-        lua_Integer i = lua_tointeger(L, 3);
-        if (!lua_isinteger(L, 3) || i < 0 || i > 0x7fffffff)
-          return uipc_argerror(L, 3, "linger takes whole seconds >= 0 or false");
+      if (lua_type(L, 3) == LUA_TNUMBER) {
         lg.l_onoff = 1;
-        lg.l_linger = (int)i;
+        lg.l_linger = (int)uipc_checkint(L, 3, 0, 0x7fffffff, "linger");
       } else if (!lua_isnoneornil(L, 3) && !(lua_isboolean(L, 3) && !lua_toboolean(L, 3)))
-        return uipc_argerror(L, 3, "linger takes whole seconds >= 0 or false");
+        return uipc_argerror(L, 3, "linger takes whole seconds or false, got %s", luaL_typename(L, 3));
       val = &lg;
       len = sizeof lg;
       break;
@@ -308,14 +327,11 @@ static int sock_setoption(lua_State *L) {
 static int sock_getoption(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
   const sockopt *p = checkopt(L, 2);
-  int v = 0, err;
+  int v = 0;
   struct linger lg;
   void *val = p->kind == OPT_LINGER ? (void *)&lg : (void *)&v;
   socklen_t len = p->kind == OPT_LINGER ? sizeof lg : sizeof v;
-  if (getsockopt(o->fd, p->level, p->opt, val, &len) < 0) {
-    err = errno;
-    return uipc_fail(L, "getsockopt", err);
-  }
+  if (getsockopt(o->fd, p->level, p->opt, val, &len) < 0) return uipc_failerrno(L, "getsockopt");
   switch (p->kind) {
     case OPT_BOOL: lua_pushboolean(L, v); return 1;
     case OPT_INT: lua_pushinteger(L, v); return 1;
@@ -325,7 +341,7 @@ static int sock_getoption(lua_State *L) {
       else
         lua_pushboolean(L, 0);
       return 1;
-    case OPT_TYPE: lua_pushstring(L, uipc_typename(v) ? uipc_typename(v) : "?"); return 1;
+    case OPT_TYPE: lua_pushstring(L, uipc_nameof(&uipc_socktypes, v) ? uipc_nameof(&uipc_socktypes, v) : "?"); return 1;
     default: /* OPT_ERROR: the pending error, 0 for none, and its message */
       lua_pushinteger(L, v);
       if (!v) return 1;
@@ -340,8 +356,7 @@ static int ipc_unlink(lua_State *L) {
   const char *path = uipc_checkpath(L, 1);
   if (unlink(path) < 0) {
     int err = errno;
-    lua_pushfstring(L, "unlink %s", path);
-    return uipc_fail(L, lua_tostring(L, -1), err);
+    return uipc_failon(L, "unlink", path, err);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -349,14 +364,26 @@ static int ipc_unlink(lua_State *L) {
 
 static int ipc_chmod(lua_State *L) {
   const char *path = uipc_checkpath(L, 1);
-  lua_Integer mode = luaL_checkinteger(L, 2);
-  if (mode < 0 || mode > 07777) return luaL_argerror(L, 2, "mode must be 0 to 07777");
-  if (chmod(path, (mode_t)mode) < 0) {
+  mode_t mode = (mode_t)uipc_checkint(L, 2, 0, 07777, "mode");
+  if (chmod(path, mode) < 0) {
     int err = errno;
-    lua_pushfstring(L, "chmod %s", path);
-    return uipc_fail(L, lua_tostring(L, -1), err);
+    return uipc_failon(L, "chmod", path, err);
   }
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* _filetype(path) -> "socket" | "file" | "directory" | "other" (lstat), or
+   nil, msg, errno: what listen{unlink = true} may remove */
+static int ipc_filetype(lua_State *L) {
+  const char *path = uipc_checkpath(L, 1);
+  struct stat st;
+  if (lstat(path, &st) < 0) {
+    int err = errno;
+    return uipc_failon(L, "lstat", path, err);
+  }
+  lua_pushstring(L, S_ISSOCK(st.st_mode) ? "socket" : S_ISREG(st.st_mode) ? "file"
+                    : S_ISDIR(st.st_mode) ? "directory" : "other");
   return 1;
 }
 
@@ -382,6 +409,7 @@ static const luaL_Reg funcs[] = {
   {"socket", ipc_socket},
   {"unlink", ipc_unlink},
   {"chmod", ipc_chmod},
+  {"_filetype", ipc_filetype},
   {NULL, NULL}
 };
 

@@ -47,7 +47,7 @@ while reaped < 3 do
   local ev = assert(sig:read(5)) -- several exits may coalesce into one SIGCHLD
   for _, st in ipairs(ipc.reap()) do
     reaped = reaped + 1
-    print(("pid %d %s with code %d (SIGCHLD from pid %d)"):format(st.pid, st.how, st.code, ev.pid))
+    print(("pid %d ended: %s %d (SIGCHLD from pid %d)"):format(st.pid, st.how, st.code, ev.pid))
   end
 end
 sig:close()

@@ -49,7 +49,7 @@ local function child(fn)
     ipc._exit(ok and 0 or 1)
   end
   local _, how, code = ipc.waitpid(pid)
-  assert(how == "exited" and code == 0, "child failed")
+  assert(how == "exit" and code == 0, "child failed")
 end
 
 child(function()

@@ -57,7 +57,7 @@ end
 local failed = 0
 for _, pid in ipairs(pids) do
   local _, how, code = ipc.waitpid(pid)
-  if how ~= "exited" or code ~= 0 then failed = failed + 1 end
+  if how ~= "exit" or code ~= 0 then failed = failed + 1 end
 end
 
 local f = assert(io.open(path))

@@ -60,5 +60,5 @@ end
 conn:close()
 sig:close()
 local _, how, code = ipc.waitpid(pid)
-print(("client %s with %d"):format(how, code))
-os.exit(how == "exited" and code == 0 and 0 or 1)
+print(("client ended: %s %d"):format(how, code))
+os.exit(how == "exit" and code == 0 and 0 or 1)

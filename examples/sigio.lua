@@ -50,7 +50,7 @@ while not (eof and reaped) do
     end
   elseif info.name == "CHLD" then
     for _, c in ipairs(ipc.reap()) do
-      print(("child %s with %d"):format(c.how, c.code))
+      print(("child ended: %s %d"):format(c.how, c.code))
       reaped, status = true, c.code
     end
   end

@@ -25,7 +25,7 @@ print("Received in parent: " .. msg)
 parent_end:close()
 
 local _, how, code = ipc.waitpid(pid)
-if how ~= "exited" or code ~= 0 then
+if how ~= "exit" or code ~= 0 then
   io.stderr:write(("child ended badly: %s %d\n"):format(how, code))
   os.exit(1)
 end

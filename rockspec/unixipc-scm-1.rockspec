@@ -23,12 +23,13 @@ build = {
   modules = {
     ["unixipc.core"] = {
       sources = {
-        "csrc/address.c", "csrc/codec.c", "csrc/core.c", "csrc/descriptor.c", "csrc/lock.c",
-        "csrc/message.c", "csrc/poll.c", "csrc/process.c", "csrc/signal.c",
-        "csrc/socket.c",
+        "csrc/address.c", "csrc/check.c", "csrc/codec.c", "csrc/constants.c", "csrc/core.c",
+        "csrc/descriptor.c", "csrc/lock.c", "csrc/message.c", "csrc/poll.c", "csrc/process.c",
+        "csrc/signal.c", "csrc/socket.c", "csrc/wait.c",
       },
     },
     ["unixipc"] = "lua/unixipc.lua",
+    ["unixipc.check"] = "lua/unixipc/check.lua",
     ["unixipc.net"] = "lua/unixipc/net.lua",
     ["unixipc.process"] = "lua/unixipc/process.lua",
     ["unixipc.channel"] = "lua/unixipc/channel.lua",

@@ -19,7 +19,7 @@ describe("lock examples", function()
       "child: exclusive lock refused while the parent reads (flock: Resource temporarily unavailable)",
       "parent: done reading, releasing the shared lock",
       "child: exclusive lock taken once the parent let go",
-      "parent: child exited with 0",
+      "parent: child ended: exit 0",
     }, lines(out))
   end)
 

@@ -17,7 +17,7 @@ describe("examples (signals)", function()
       normal[#normal + 1] = data
     end
     assert.equal("123ab123", table.concat(normal))
-    assert.truthy(out:find("client exited with 0", 1, true), out)
+    assert.truthy(out:find("client ended: exit 0", 1, true), out)
   end)
 
   it("sigio reads every message on SIGIO and reaps the child on SIGCHLD", function()
@@ -28,6 +28,6 @@ describe("examples (signals)", function()
     local msgs = {}
     for data in out:gmatch("read '([^']*)'") do msgs[#msgs + 1] = data end
     assert.equal("message 1message 2message 3", table.concat(msgs))
-    assert.truthy(out:find("child exited with 0", 1, true), out)
+    assert.truthy(out:find("child ended: exit 0", 1, true), out)
   end)
 end)

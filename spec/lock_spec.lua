@@ -34,7 +34,7 @@ end
 
 local function exitcode(pid)
   local _, how, code = ipc.waitpid(pid)
-  assert.equal("exited", how)
+  assert.equal("exit", how)
   return code
 end
 

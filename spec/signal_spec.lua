@@ -100,7 +100,7 @@ describe("signalfd", function()
     assert.equal("USR2", info.name)
     assert.equal(pid, info.pid)
     local _, how, code = ipc.waitpid(pid)
-    assert.equal("exited", how)
+    assert.equal("exit", how)
     assert.equal(0, code)
     sig:close()
   end)
@@ -134,7 +134,7 @@ describe("signalfd", function()
     local t0 = ipc.monotime()
     assert.same({ nil, "timeout", ETIMEDOUT }, { a:read(0.15) })
     local dt = ipc.monotime() - t0
-    assert.same({ pid, "exited", 0 }, { ipc.waitpid(pid) })
+    assert.same({ pid, "exit", 0 }, { ipc.waitpid(pid) })
     assert.is_true(dt >= 0.14 and dt < 0.35, "waited " .. dt)
     assert.equal("USR2", assert(b:read(0)).name)
     a:close()
@@ -205,9 +205,9 @@ describe("signalfd", function()
     local probe = assert(ipc.signalfd({ "USR1" }))
     if selfpipe(probe) then
       -- the handler already took it: nothing is left to deliver
-      assert.same({ "exited", 0 }, { how, code })
+      assert.same({ "exit", 0 }, { how, code })
     else
-      assert.same({ "signaled", ipc.SIGUSR1 }, { how, code })
+      assert.same({ "signal", ipc.SIGUSR1 }, { how, code })
     end
     probe:close()
   end)
@@ -283,8 +283,8 @@ describe("signalfd", function()
       if ipc._sigreset() ~= 0 then return 7 end
       return 0
     end)
-    assert.same({ kept, "exited", 0 }, { ipc.waitpid(kept) })
-    assert.same({ reset, "exited", 0 }, { ipc.waitpid(reset) })
+    assert.same({ kept, "exit", 0 }, { ipc.waitpid(kept) })
+    assert.same({ reset, "exit", 0 }, { ipc.waitpid(reset) })
     -- the parent's bridge is untouched
     ipc.kill(ipc.getpid(), "USR1")
     assert.equal("USR1", assert(sig:read(1)).name)
@@ -385,7 +385,7 @@ describe("reap", function()
     local deadline = ipc.monotime() + 5
     while n < 5 and ipc.monotime() < deadline do
       for _, c in ipairs(ipc.reap()) do
-        assert.equal("exited", c.how)
+        assert.equal("exit", c.how)
         got[c.pid] = c.code
         n = n + 1
       end
@@ -407,7 +407,7 @@ describe("reap", function()
       got = ipc.reap()[1]
       if not got then ipc.poll({}, 0.01) end
     until got or ipc.monotime() > deadline
-    assert.same({ pid = pid, how = "signaled", code = ipc.SIGTERM }, got)
+    assert.same({ pid = pid, how = "signal", code = ipc.SIGTERM }, got)
   end)
 end)
 
@@ -596,7 +596,7 @@ describe("a bridge stripped of its metatable (review fix)", function()
       return 4
     end)
     local _, how, code = ipc.waitpid(pid)
-    assert.equal("exited", how)
+    assert.equal("exit", how)
     assert.equal(7, code)
   end)
 end)

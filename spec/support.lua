@@ -113,7 +113,7 @@ end
 -- wait for a child and return its exit code (or "signal N")
 function M.wait(pid)
   local _, how, code = ipc.waitpid(pid)
-  if how == "exited" then return code end
+  if how == "exit" then return code end
   return how .. " " .. tostring(code)
 end
 

@@ -23,16 +23,13 @@ end
 local Proc = {}
 Proc.__index = Proc
 
--- waitpid's words -> os.execute's words
-local HOW = { exited = "exit", signaled = "signal" }
-
 local function result(self)
   if self._how == "exit" and self._code == 0 then return true, "exit", 0 end
   return nil, self._how, self._code
 end
 
 local function record(self, how, code)
-  self._how, self._code = HOW[how], code
+  self._how, self._code = how, code
 end
 
 local function isowner(self)
@@ -67,10 +64,6 @@ function Proc:kill(sig)
   return core.kill(self.pid, sig == nil and "TERM" or sig)
 end
 
-local function sleep(s)
-  core.poll({}, s)
-end
-
 -- wait up to `secs` for the child to end; true if it did
 local function waitfor(self, secs)
   local deadline, step = core.monotime() + secs, 0.001
@@ -79,7 +72,7 @@ local function waitfor(self, secs)
     if not running then return true end
     local left = deadline - core.monotime()
     if left <= 0 then return false end
-    sleep(step < left and step or left)
+    core.sleep(step < left and step or left)
     if step < 0.05 then step = step * 2 end
   end
 end
@@ -157,9 +150,8 @@ local IPC -- the module table this layer was installed into
 -- ends in _exit: 0 when this returns, 1 with the traceback on stderr.
 local function child(fn, own, other, ...)
   -- the signal layer's reset: unblock what its bridges blocked, close their
-  -- descriptors (looked up on the module table, which is the core's)
-  local reset = IPC._sigreset or core._sigreset
-  if reset then reset() end
+  -- descriptors
+  core._sigreset()
   other:close()
   local chan = IPC.channel(own)
   fn(chan, ...) -- results dropped: only _forkrun itself may be returned

@@ -135,7 +135,7 @@ local function serve(S, conn, addr)
   conn:close()
 end
 
-local function sleep(s) ipc.poll({}, s) end
+local sleep = ipc.sleep
 
 -- an accept failure that is not "someone else took it": log and breathe, so
 -- EMFILE and friends do not turn into a busy loop
@@ -393,12 +393,8 @@ local function shutdown(S)
       S.deadline = ipc.monotime() + KILL_WAIT
       left = KILL_WAIT
     end
-    if S.sig then
-      local ready = ipc.poll({ [S.sig] = "r" }, left < 0.2 and left or 0.2)
-      if ready[S.sig] then handlesignals(S) end
-    else
-      sleep(0.01)
-    end
+    local ready = ipc.poll({ [S.sig] = "r" }, left < 0.2 and left or 0.2)
+    if ready[S.sig] then handlesignals(S) end
     reap(S)
   end
   for _, slot in ipairs(S.slots) do -- KILLed: reaping cannot take long
@@ -476,7 +472,6 @@ local function release(S)
   if S.sig then S.sig:close() S.sig = nil end
   if S.lockfd then S.lockfd:close() S.lockfd = nil end
   if S.ownlistener and S.listener then S.listener:close() end
-  if S.unlink then ipc.unlink(S.unlink) end
 end
 
 -- an unlinked temporary file for the accept lock, opened once, inherited
@@ -501,11 +496,9 @@ local function run(opts)
   if issocket(srv) then
     S.listener = srv
   else
-    srv, msg, err = ipc.listen(srv, { backlog = opts.backlog or 128 })
+    srv, msg, err = ipc.listen(srv, { backlog = opts.backlog or 128, unlink = true })
     if not srv then return nil, msg, err end
-    S.listener, S.ownlistener = srv, true
-    local name = srv:getsockname()
-    if name and name.path then S.unlink = name.path end
+    S.listener, S.ownlistener = srv, true -- its unix path goes when it closes
   end
   local ok, e = pcall(ipc.signalfd, { "CHLD", "TERM", "INT", "HUP" })
   if not ok then -- another live bridge holds one of them: misuse
