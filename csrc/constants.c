@@ -133,9 +133,11 @@ void uipc_newbimap(lua_State *L, const uipc_Family *fam, int posix) {
   }
 }
 
-/* strerror(errno) -> the message, as in the failures' second value */
+/* strerror(code) -> the message, as in the failures' second value: an
+   errno, or a resolver code (negative, ipc.EAI_*) */
 static int ipc_strerror(lua_State *L) {
-  lua_pushstring(L, strerror((int)uipc_checkint(L, 1, -0x7fffffff, 0x7fffffff, "errno")));
+  int code = (int)uipc_checkint(L, 1, -0x7fffffff, 0x7fffffff, "errno");
+  lua_pushstring(L, code < 0 ? gai_strerror(code) : strerror(code));
   return 1;
 }
 
