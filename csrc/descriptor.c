@@ -474,7 +474,14 @@ static int ipc_openfds(lua_State *L) {
   return 1;
 }
 
+/* _fd(value) -> the descriptor number of anything uipc_checkfd takes */
+static int ipc_fd(lua_State *L) {
+  lua_pushinteger(L, uipc_checkfd(L, 1));
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+  {"_fd", ipc_fd},
   {"pipe", ipc_pipe},
   {"open", ipc_open},
   {"fdopen", ipc_fdopen},

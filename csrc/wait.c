@@ -176,12 +176,15 @@ int uipc_waitfail(lua_State *L, const char *op, int err) {
   return uipc_fail(L, op, err);
 }
 
-/* core._setwaiter(fn | nil): install the scheduler's waiter */
+/* core._setwaiter(fn | nil) -> the previous waiter: install the
+   scheduler's waiter (a second scheduler chains to the first) */
 static int ipc_setwaiter(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITERKEY);
+  lua_pushvalue(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &WAITERKEY);
-  return 0;
+  return 1;
 }
 
 /* ---- time ------------------------------------------------------------- */

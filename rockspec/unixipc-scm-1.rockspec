@@ -33,6 +33,8 @@ build = {
     ["unixipc.net"] = "lua/unixipc/net.lua",
     ["unixipc.process"] = "lua/unixipc/process.lua",
     ["unixipc.channel"] = "lua/unixipc/channel.lua",
+    ["unixipc.loop"] = "lua/unixipc/loop.lua",
+    ["unixipc.cqueues"] = "lua/unixipc/cqueues.lua",
     ["unixipc.server"] = "lua/unixipc/server.lua",
   },
 }
