@@ -19,6 +19,7 @@ __attribute__((visibility("default"))) int luaopen_unixipc_core(lua_State *L) {
   uipc_open_signal(L);
   uipc_open_lock(L);
   uipc_open_codec(L);
+  uipc_open_systemd(L);
   lua_pushliteral(L, UNIXIPC_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;

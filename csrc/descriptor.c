@@ -63,12 +63,20 @@ static void unbind(uipc_Fd *o, int unlinkit) {
 }
 
 /* core._bound(sock, path): the socket was just bound to path (a socket
-   file): it unlinks path when it closes, in this process only */
+   file): it unlinks path when it closes, in this process only.
+   core._bound(sock, false): forget the path, which now outlives the socket
+   (a server handing its listener over to the program that replaces it) */
 static int ipc_bound(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
-  const char *path = uipc_checkpath(L, 2);
+  const char *path;
   struct uipc_Bound *b;
   struct stat st;
+  if (lua_isboolean(L, 2) && !lua_toboolean(L, 2)) {
+    unbind(o, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  path = uipc_checkpath(L, 2);
   if (lstat(path, &st) < 0) return uipc_failerrno(L, "lstat");
   b = (struct uipc_Bound *)malloc(sizeof *b + strlen(path) + 1);
   if (!b) return luaL_error(L, "not enough memory");

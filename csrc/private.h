@@ -11,7 +11,7 @@
  *                 scheduler hand-off, and the read/write loops built on it
  *   descriptor.c  the object model every descriptor is built on
  *   socket.c address.c message.c poll.c process.c signal.c lock.c codec.c
- *                 one domain each
+ *   systemd.c     one domain each (systemd.c: the environment, socket activation)
  */
 #ifndef UNIXIPC_PRIVATE_H
 #define UNIXIPC_PRIVATE_H
@@ -332,5 +332,6 @@ UIPC_API void uipc_open_process(lua_State *L);
 UIPC_API void uipc_open_signal(lua_State *L);
 UIPC_API void uipc_open_lock(lua_State *L);
 UIPC_API void uipc_open_codec(lua_State *L);
+UIPC_API void uipc_open_systemd(lua_State *L);
 
 #endif

@@ -6,5 +6,6 @@ local ipc = require "unixipc.core"
 require "unixipc.net" (ipc)
 require "unixipc.process" (ipc)
 require "unixipc.channel" (ipc)
+require "unixipc.systemd" (ipc)
 
 return ipc

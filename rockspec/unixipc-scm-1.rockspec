@@ -25,7 +25,7 @@ build = {
       sources = {
         "csrc/address.c", "csrc/check.c", "csrc/codec.c", "csrc/constants.c", "csrc/core.c",
         "csrc/descriptor.c", "csrc/lock.c", "csrc/message.c", "csrc/poll.c", "csrc/process.c",
-        "csrc/signal.c", "csrc/socket.c", "csrc/wait.c",
+        "csrc/signal.c", "csrc/socket.c", "csrc/systemd.c", "csrc/wait.c",
       },
     },
     ["unixipc"] = "lua/unixipc.lua",
@@ -36,5 +36,6 @@ build = {
     ["unixipc.loop"] = "lua/unixipc/loop.lua",
     ["unixipc.cqueues"] = "lua/unixipc/cqueues.lua",
     ["unixipc.server"] = "lua/unixipc/server.lua",
+    ["unixipc.systemd"] = "lua/unixipc/systemd.lua",
   },
 }
