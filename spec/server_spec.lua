@@ -1,125 +1,14 @@
--- unixipc.server: prefork servers driven for real. Each server runs in a
--- spawned child (its workers are grandchildren of the test), announces its
--- address through ready(), and is stopped with a real SIGTERM; the child
--- then reports run()'s result, leaked descriptors and whether the signal
--- state came back.
+-- unixipc.server: prefork servers driven for real, the classic one
+-- connection per worker (concurrency 1). See server_helper.lua for how a
+-- server is started and stopped; server_concurrency_spec.lua and
+-- server_production_spec.lua cover the rest.
 local ipc = require "unixipc"
-local core = require "unixipc.core"
 local server = require "unixipc.server"
 local S = require "support"
 
-local ESRCH = ipc.errno.ESRCH
-
--- the test protocol: "hello" -> the worker's pid; then the worker holds the
--- connection until "bye" (answered "ok") or end of stream. A worker holding
--- a connection is busy, so n clients holding theirs are n different workers.
-local function hello(conn)
-  local line = conn:recv(100)
-  if not line then return end
-  if line:find("boom", 1, true) then error("boom requested") end
-  conn:sendall(ipc.getpid() .. "\n")
-  local bye = conn:recv(100)
-  if bye then conn:sendall("ok\n") end
-end
-
--- start server.run(opts) in a child; -> proc, ready info
-local function start(opts)
-  local p = assert(ipc.spawn(function(chan)
-    local before = core._openfds()
-    opts.ready = function(info) chan:send(info) end
-    if opts.log == nil then opts.log = false end
-    local res, msg, err = server.run(opts)
-    local leaks = {}
-    for fd in pairs(core._openfds()) do
-      if not before[fd] then leaks[#leaks + 1] = fd end
-    end
-    local bridge = ipc.signalfd({ "CHLD", "TERM", "INT", "HUP" }) -- raises if run left its own
-    bridge:close()
-    chan:send({ result = res, msg = msg, err = err, leaks = leaks })
-  end))
-  p.chan:settimeout(5)
-  local info, e = p.chan:recv()
-  if type(info) ~= "table" then
-    p:close(0.1)
-    error("server did not become ready: " .. tostring(e))
-  end
-  return p, info
-end
-
--- SIGTERM, then run()'s report; the server process must exit 0
-local function stop(p, sig)
-  assert(p:kill(sig or "TERM"))
-  local report, e = p.chan:recv()
-  assert(p:wait())
-  p.chan:close()
-  assert.is_table(report, tostring(e))
-  assert.same({}, report.leaks)
-  return report.result, report
-end
-
-local function connect(info)
-  local c = assert(ipc.connect(info.address, { timeout = 2 }))
-  c:settimeout(3)
-  return c
-end
-
--- n clients at once; -> list of the pids that served them, or nil, why
-local function clients(info, n)
-  local conns, pids = {}, {}
-  local function done(...)
-    for _, c in ipairs(conns) do c:close() end
-    return ...
-  end
-  for i = 1, n do
-    local c, msg = ipc.connect(info.address, { timeout = 2 })
-    if not c then return done(nil, msg) end
-    conns[i] = c
-    c:settimeout(3)
-  end
-  for i, c in ipairs(conns) do
-    local ok, msg = c:sendall("hello")
-    if not ok then return done(nil, msg) end
-    local line
-    line, msg = c:recv(100)
-    if not line then return done(nil, msg) end
-    pids[i] = tonumber(line:match("^(%d+)\n$"))
-  end
-  for _, c in ipairs(conns) do
-    if not c:sendall("bye") or c:recv(100) ~= "ok\n" then return done(nil, "no ok") end
-  end
-  return done(pids)
-end
-
-local function distinct(list)
-  local set, n = {}, 0
-  for _, v in ipairs(list) do
-    if not set[v] then set[v], n = true, n + 1 end
-  end
-  return n, set
-end
-
-local function gone(pid)
-  local ok, _, err = ipc.kill(pid, 0)
-  return not ok and err == ESRCH
-end
-
-local function allgone(pids)
-  for _, pid in pairs(pids) do
-    if pid and not gone(pid) then return false end
-  end
-  return true
-end
-
--- retry fn until it returns a truthy value, for at most secs
-local function eventually(secs, fn)
-  local deadline = ipc.monotime() + secs
-  repeat
-    local v = fn()
-    if v then return v end
-    ipc.sleep(0.02)
-  until ipc.monotime() > deadline
-  return fn()
-end
+local H = require "server_helper"
+local hello, start, stop, connect, clients = H.handler, H.start, H.stop, H.connect, H.clients
+local distinct, gone, allgone, eventually = H.distinct, H.gone, H.allgone, H.eventually
 
 local function exists(path)
   return os.rename(path, path) ~= nil
@@ -338,7 +227,7 @@ describe("server.run", function()
     assert.is_nil(res)
     assert.matches("bind", msg)
     assert.equal(ipc.errno.EADDRINUSE, err)
-    local bridge = ipc.signalfd({ "CHLD", "TERM", "INT", "HUP" }) -- nothing still bridged
+    local bridge = ipc.signalfd(H.SIGNALS) -- nothing still bridged
     bridge:close()
   end)
 
@@ -353,7 +242,7 @@ describe("server.run", function()
     assert.matches("ready failed", err)
     assert.equal(2, #pids)
     assert.is_true(allgone(pids))
-    local bridge = ipc.signalfd({ "CHLD", "TERM", "INT", "HUP" })
+    local bridge = ipc.signalfd(H.SIGNALS)
     bridge:close()
   end)
 
@@ -362,46 +251,80 @@ describe("server.run", function()
     local ok, err = pcall(server.run, { listen = "127.0.0.1:0", workers = 1, handler = hello })
     mine:close()
     assert.is_false(ok)
-    assert.matches("cannot take over CHLD, TERM, INT and HUP: .*already bridged", err)
+    assert.matches("cannot take over the signals it needs %(CHLD, TERM, INT, HUP, USR2, TTIN, TTOU%): "
+      .. "signal HUP is already bridged", err)
   end)
 
   it("raises on bad arguments, naming the field", function()
     local h = function() end
     local cases = {
-      { nil, "table expected, got nil" },
-      { "127.0.0.1:0", "table expected, got string" },
-      { { workers = 1, handler = h }, "opts.listen is required" },
-      { { listen = 42, handler = h }, "opts.listen must be an address" },
-      { { listen = "127.0.0.1:0" }, "opts.handler must be a function, got nil" },
-      { { listen = "127.0.0.1:0", handler = "h" }, "opts.handler must be a function, got string" },
-      { { listen = "127.0.0.1:0", handler = h, workers = 0 }, "opts.workers must be an integer" },
-      { { listen = "127.0.0.1:0", handler = h, workers = 1.5 }, "opts.workers must be an integer" },
+      { nil, "options must be a table, got nil" },
+      { "127.0.0.1:0", "options must be a table, got string" },
+      { { workers = 1, handler = h }, "option 'listen' is required: an address, a listening socket or \"systemd\"" },
+      { { listen = 42, handler = h },
+        "option 'listen' must be an address, a listening socket or \"systemd\", got 42" },
+      { { listen = { "127.0.0.1:0", true }, handler = h },
+        "option 'listen' [2] must be an address, a listening socket or \"systemd\", got boolean" },
+      { { listen = { "systemd" }, handler = h }, "option 'listen': \"systemd\" cannot be part of a list" },
+      { { listen = "127.0.0.1:0" }, "option 'handler' must be a function, got nil" },
+      { { listen = "127.0.0.1:0", handler = "h" }, "option 'handler' must be a function, got string" },
+      { { listen = "127.0.0.1:0", handler = h, workers = 0 },
+        "option 'workers' must be an integer from 1 to 4096, got 0" },
+      { { listen = "127.0.0.1:0", handler = h, workers = 1.5 },
+        "option 'workers' must be an integer from 1 to 4096, got 1.5" },
+      { { listen = "127.0.0.1:0", handler = h, concurrency = 0 },
+        "option 'concurrency' must be an integer from 1 to 65536, got 0" },
       { { listen = "127.0.0.1:0", handler = h, mode = "thread" },
-        "opts.mode must be \"shared\" or \"passfd\"" },
-      { { listen = "127.0.0.1:0", handler = h, acceptlock = "yes" }, "opts.acceptlock must be a boolean" },
-      { { listen = "127.0.0.1:0", handler = h, ready = true }, "opts.ready must be a function" },
-      { { listen = "127.0.0.1:0", handler = h, init = 1 }, "opts.init must be a function" },
-      { { listen = "127.0.0.1:0", handler = h, log = "stderr" }, "opts.log must be a function or false" },
+        "option 'mode' must be \"shared\" or \"passfd\", got 'thread'" },
+      { { listen = "127.0.0.1:0", handler = h, acceptlock = "yes" },
+        "option 'acceptlock' must be a boolean, got string" },
+      { { listen = "127.0.0.1:0", handler = h, ready = true }, "option 'ready' must be a function, got boolean" },
+      { { listen = "127.0.0.1:0", handler = h, init = 1 }, "option 'init' must be a function, got number" },
+      { { listen = "127.0.0.1:0", handler = h, log = "stderr" },
+        "option 'log' must be a function or false, got string" },
       { { listen = "127.0.0.1:0", handler = h, maxrequests = 0 },
-        "opts.maxrequests must be a positive integer" },
-      { { listen = "127.0.0.1:0", handler = h, backlog = -1 }, "opts.backlog must be a positive integer" },
-      { { listen = "127.0.0.1:0", handler = h, grace = -1 }, "opts.grace must be a non%-negative number" },
+        "option 'maxrequests' must be an integer from 1 to " },
+      { { listen = "127.0.0.1:0", handler = h, jitter = 5 }, "option 'jitter' needs option 'maxrequests'" },
+      { { listen = "127.0.0.1:0", handler = h, maxrequests = 9, jitter = -1 },
+        "option 'jitter' must be an integer from 0 to " },
+      { { listen = "127.0.0.1:0", handler = h, backlog = -1 },
+        "option 'backlog' must be an integer from 1 to 2147483647, got -1" },
+      { { listen = "127.0.0.1:0", handler = h, grace = -1 },
+        "option 'grace' must be a non-negative number of seconds, got -1" },
       { { listen = "127.0.0.1:0", handler = h, backoff = "x" },
-        "opts.backoff must be a non%-negative number" },
+        "option 'backoff' must be a non-negative number of seconds, got string" },
+      { { listen = "127.0.0.1:0", handler = h, timeout = 0 },
+        "option 'timeout' must be a positive number of seconds, got 0" },
+      { { listen = "127.0.0.1:0", handler = h, upgrade = {} },
+        "option 'upgrade' must be a command {\"program\", \"arg\", ...} or false, got table" },
+      { { listen = "127.0.0.1:0", handler = h, upgrade = "lua5.4 app.lua" },
+        "option 'upgrade' must be a command {\"program\", \"arg\", ...} or false, got 'lua5.4 app.lua'" },
+      { { listen = "127.0.0.1:0", handler = h, pidfile = 1 }, "option 'pidfile' must be a path, got 1" },
+      { { listen = "systemd", handler = h, backlog = 5 },
+        "option 'backlog' cannot apply to a socket that is already listening" },
       { { listen = "127.0.0.1:0", handler = h, worker = 2 }, "unknown option 'worker'" },
+      { { listen = "127.0.0.1:0", handler = h, [1] = 2 }, "option names must be strings, got number" },
     }
     for _, case in ipairs(cases) do
       local ok, err = pcall(server.run, case[1])
       assert.is_false(ok)
-      assert.matches("bad argument #1 to 'run' %(", err)
-      assert.matches(case[2], err, 1, not case[2]:find("%%"))
+      assert.equal("bad argument #1 to 'run' (", err:sub(1, 26))
+      assert.matches(case[2], err, 1, true)
     end
+    -- the message points at the caller's line
+    local line
+    local ok, err = pcall(function()
+      line = debug.getinfo(1, "l").currentline + 1
+      server.run({ listen = "127.0.0.1:0", handler = h, workers = 0 })
+    end)
+    assert.is_false(ok)
+    assert.matches("^spec/server_spec.lua:" .. line .. ": bad argument #1 to 'run'", err)
     -- a socket that is not listening
     local s = assert(ipc.socket("inet", "stream"))
-    local ok, err = pcall(server.run, { listen = s, handler = h })
+    ok, err = pcall(server.run, { listen = s, handler = h })
     s:close()
     assert.is_false(ok)
-    assert.matches("opts.listen is a socket that is not listening", err, 1, true)
+    assert.matches("option 'listen' is a socket that is not listening", err, 1, true)
     -- an address ipc.listen cannot parse: its own error, before any resource
     ok, err = pcall(server.run, { listen = "no-port-here", handler = h })
     assert.is_false(ok)
