@@ -88,6 +88,8 @@ lua_Integer uipc_optint(lua_State *L, int idx, lua_Integer def, lua_Integer min,
 }
 
 size_t uipc_checksize(lua_State *L, int idx, lua_Integer def, const char *what) {
+  lua_Integer n;
+  if (lua_isinteger(L, idx) && (n = lua_tointeger(L, idx)) >= 0) return (size_t)n; /* hot */
   if (lua_isnoneornil(L, idx)) return (size_t)def;
   return (size_t)uipc_intarg(L, idx, idx, 0, LUA_MAXINTEGER, what);
 }
@@ -202,13 +204,13 @@ int uipc_tofd(lua_State *L, int idx, int argn, int elem, uipc_Ref *ref) {
 /* ---- option tables ------------------------------------------------------- */
 
 int uipc_options(lua_State *L, int idx, int argn, const uipc_Opt *names, int base) {
-  int n = 0;
+  int n = 0, t = lua_type(L, idx), top = lua_gettop(L);
   while (names[n].name) n++;
   idx = lua_absindex(L, idx);
-  luaL_checkstack(L, n + 4, NULL);
-  lua_settop(L, base + n - 1 > lua_gettop(L) ? base + n - 1 : lua_gettop(L));
-  if (lua_isnoneornil(L, idx)) return 0;
-  if (!lua_istable(L, idx))
+  if (base + n + 3 > LUA_MINSTACK) luaL_checkstack(L, base + n + 3 - top, NULL);
+  if (base + n - 1 > top) lua_settop(L, base + n - 1);
+  if (t == LUA_TNIL || t == LUA_TNONE) return 0;
+  if (t != LUA_TTABLE)
     uipc_argerror(L, argn, "options must be a table, got %s", luaL_typename(L, idx));
   lua_pushnil(L);
   while (lua_next(L, idx)) {

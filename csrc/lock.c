@@ -346,7 +346,6 @@ static int flock_body(lua_State *L, uipc_Wait *w) {
   int fd = checkfile(L, &owner, &ref), how, err;
   Opts op;
   Lock *l;
-  luaL_checkany(L, 2);
   checkopts(L, 3, 1 << O_WAIT, &op);
   how = flockmode(L, &op); /* an explicit wait wins over nb */
   l = newlock(L, K_FLOCK, owner, ref);
