@@ -713,11 +713,14 @@ end)
 describe("argument ranges and kinds (review fixes)", function()
   it("refuses pids and codes that do not fit, instead of truncating them", function()
     -- 2^32 would truncate to 0 (our process group), 2^32-1 to -1 (every process)
-    assert.error_matches(function() ipc.kill(1 << 32, 0) end, "bad argument #1 to 'kill' %(pid out of range%)")
-    assert.error_matches(function() ipc.kill(4294967295, 0) end, "pid out of range")
-    assert.error_matches(function() ipc.waitpid(1 << 40) end, "pid out of range")
-    assert.error_matches(function() ipc.getsid(1 << 40) end, "pid out of range")
-    assert.error_matches(function() ipc._exit(1 << 40) end, "exit code out of range")
+    local pid = "pid must be an integer from %-2147483648 to 2147483647, got "
+    assert.error_matches(function() ipc.kill(1 << 32, 0) end, "bad argument #1 to 'kill' %(" .. pid .. "4294967296%)")
+    assert.error_matches(function() ipc.kill(4294967295, 0) end, "bad argument #1 to 'kill' %(" .. pid .. "4294967295%)")
+    assert.error_matches(function() ipc.waitpid(1 << 40) end, "bad argument #1 to 'waitpid' %(" .. pid .. "1099511627776%)")
+    assert.error_matches(function() ipc.getsid(1 << 40) end,
+      "bad argument #1 to 'getsid' %(pid must be an integer from 0 to 2147483647, got 1099511627776%)")
+    assert.error_matches(function() ipc._exit(1 << 40) end,
+      "bad argument #1 to '_exit' %(exit code must be an integer from %-2147483648 to 2147483647, got 1099511627776%)")
   end)
 
   it("refuses paths with a NUL byte instead of cutting them short", function()

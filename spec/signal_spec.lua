@@ -327,8 +327,10 @@ describe("signalfd", function()
     assert.has_error(function() ipc.signalfd({ "NOPE" }) end, "bad argument #1 to 'signalfd' (unknown signal 'NOPE')")
     assert.has_error(function() ipc.signalfd({ "USR1", {} }) end,
       "bad argument #1 to 'signalfd' (signal name or number expected, got table)")
-    assert.has_error(function() ipc.signalfd({ 1.5 }) end)
-    assert.has_error(function() ipc.signalfd({ 0 }) end, "bad argument #1 to 'signalfd' (no signal number 0)")
+    local range = "bad argument #1 to 'signalfd' (signal number must be an integer from 1 to " .. ipc.SIGRTMAX .. ", got "
+    assert.has_error(function() ipc.signalfd({ 1.5 }) end, range .. "1.5)")
+    assert.has_error(function() ipc.signalfd({ 0 }) end, range .. "0)")
+    assert.has_error(function() ipc.signalfd({ ipc.SIGRTMAX + 1 }) end, range .. (ipc.SIGRTMAX + 1) .. ")")
     assert.has_error(function() ipc.signalfd({ "KILL" }) end,
       "bad argument #1 to 'signalfd' (signal KILL cannot be caught or blocked)")
     assert.has_error(function() ipc.signalfd("SIGSTOP") end,
@@ -344,14 +346,14 @@ describe("signalfd", function()
     assert.has_error(function() ipc.signalfd({ "USR1" }, { bogus = 1 }) end,
       "bad argument #2 to 'signalfd' (unknown option 'bogus')")
     assert.has_error(function() ipc.signalfd({ "USR1" }, { drain = "yes" }) end,
-      "bad argument #2 to 'signalfd' (opts.drain must be a boolean, got string)")
+      "bad argument #2 to 'signalfd' (option 'drain' must be a boolean, got string)")
     -- nothing was blocked by the failed calls
     assert.is_false(has(mask("SigBlk"), ipc.SIGUSR1))
 
     local sig = assert(ipc.signalfd({ "USR1" }))
     assert.has_error(function() sig:read("soon") end,
       "bad argument #1 to 'read' (timeout must be a number of seconds or nil, got string)")
-    assert.has_error(function() sig:read(-1) end, "bad argument #1 to 'read' (timeout must not be negative)")
+    assert.has_error(function() sig:read(-1) end, "bad argument #1 to 'read' (timeout must not be negative, got -1)")
     assert.has_error(function() sig.read(42) end)
     assert.has_error(function() sig.read(io.stdout) end)
     sig:close()
@@ -532,9 +534,12 @@ describe("asynchronous socket events", function()
   it("rejects bad arguments", function()
     local a, b = ipc.socketpair()
     local r, w = ipc.pipe()
-    assert.has_error(function() a:setowner("me") end, "bad argument #1 to 'setowner' (pid must be an integer, got string)")
-    assert.has_error(function() a:setowner(1.5) end, "bad argument #1 to 'setowner' (pid must be an integer, got a float)")
-    assert.has_error(function() a:setowner(1 << 40) end, "bad argument #1 to 'setowner' (pid out of range)")
+    -- a negative owner is a process group; INT_MIN has no positive group
+    local range = "bad argument #1 to 'setowner' (pid must be an integer from -2147483647 to 2147483647, got "
+    assert.has_error(function() a:setowner("me") end, range .. "string)")
+    assert.has_error(function() a:setowner(1.5) end, range .. "1.5)")
+    assert.has_error(function() a:setowner(1 << 40) end, range .. "1099511627776)")
+    assert.has_error(function() a:setowner(-2147483648) end, range .. "-2147483648)")
     assert.has_error(function() a:setasync() end, "bad argument #1 to 'setasync' (boolean expected, got no value)")
     assert.has_error(function() a:setasync("yes") end, "bad argument #1 to 'setasync' (boolean expected, got string)")
     assert.has_error(function() a:setasync(true, "NOPE") end, "bad argument #2 to 'setasync' (unknown signal 'NOPE')")
