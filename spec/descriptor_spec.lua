@@ -135,25 +135,10 @@ end)
 -- Wrapped descriptors (ipc.fdopen here; recvmsg uses the same path) learn
 -- whether they are pipes and whether they are non-blocking on first need,
 -- not when wrapped: they must behave exactly as if asked at once.
--- run fn in a child (it must not block: the parent kills it after 5 s)
+-- run fn in a child (it must not block: the parent kills it after 5 s):
+-- its exit code, "timeout" if it blocked
 local function inchild(fn)
-  local pid = assert(ipc.fork())
-  if pid == 0 then
-    local ok, err = pcall(fn)
-    if not ok then io.stderr:write(tostring(err), "\n") end
-    ipc._exit(ok and 0 or 1)
-  end
-  local deadline = ipc.monotime() + 5
-  while true do
-    local got, how, code = ipc.waitpid(pid, "nohang")
-    if got == pid then return how, code end
-    if ipc.monotime() > deadline then
-      ipc.kill(pid, "KILL")
-      ipc.waitpid(pid)
-      return "timeout"
-    end
-    ipc.poll({}, 0.01)
-  end
+  return S.wait(S.child(fn), 5)
 end
 
 -- a second object on the same descriptor number, wrapped like a received one
@@ -164,19 +149,18 @@ end
 
 describe("wrapped descriptor", function()
   it("is a socket object when it is a socket, with its family and type", function()
-    local how, code = inchild(function()
+    assert.equal(0, inchild(function()
       local a, b = assert(ipc.socketpair("dgram"))
       local w = wrapped(b)
       assert(tostring(w):match "^socket %(unix dgram, fd %d+%)$", tostring(w))
       assert(w:getoption("type") == "dgram")
       assert(a:send(""))
       assert(w:recv(10) == "", "an empty datagram is not end of stream")
-    end)
-    assert.same({ "exit", 0 }, { how, code })
+    end))
   end)
 
   it("that is a pipe writes without SIGPIPE, and says it is a pipe", function()
-    local how, code = inchild(function()
+    assert.equal(0, inchild(function()
       local r, w0 = assert(ipc.pipe())
       local w = ipc.fdopen(w0:dup():fileno())
       assert(tostring(w):match "^descriptor %(pipe, fd %d+%)$", tostring(w))
@@ -186,45 +170,41 @@ describe("wrapped descriptor", function()
       assert(n == nil and err == ipc.errno.EPIPE, msg)
       n, msg, err = w:write("x")
       assert(n == nil and err == ipc.errno.EPIPE, msg)
-    end)
-    assert.same({ "exit", 0 }, { how, code })
+    end))
   end)
 
   it("that is a file is a plain descriptor", function()
-    local how, code = inchild(function()
+    assert.equal(0, inchild(function()
       local f = assert(ipc.open("/dev/null", "w"))
       local w = ipc.fdopen(f:dup():fileno())
       assert(w:write("abc") == 3)
       assert(tostring(w):match "^descriptor %(fd %d+%)$", tostring(w))
-    end)
-    assert.same({ "exit", 0 }, { how, code })
+    end))
   end)
 
   it("found non-blocking behaves as blocking, leaving the shared flags alone", function()
-    local how, code = inchild(function()
+    assert.equal(0, inchild(function()
       local a, b = assert(ipc.socketpair("stream", { nonblock = true }))
       local w = wrapped(b)
       local r, wr = ipc.pipe()
-      if ipc.fork() == 0 then -- a late writer: the wrapped object must wait for it
+      local late = S.child(function() -- a late writer: the wrapped object must wait for it
         r:close()
         ipc.sleep(0.05)
-        a:send("x")
-        ipc._exit(0)
-      end
+        assert(a:send("x"))
+      end)
       wr:close()
       assert(w:recv(10) == "x")
       assert(S.nonblocking(w), "the sender's O_NONBLOCK is kept")
       assert(w:settimeout(0.05))
       local s, msg = w:recv(10)
       assert(s == nil and msg == "timeout", msg)
-      assert(ipc.waitpid(-1))
+      assert(S.wait(late) == 0)
       r:close()
-    end)
-    assert.same({ "exit", 0 }, { how, code })
+    end))
   end)
 
   it("found blocking blocks, and takes a timeout", function()
-    local how, code = inchild(function()
+    assert.equal(0, inchild(function()
       local a, b = assert(ipc.socketpair())
       local w = wrapped(b)
       assert(a:send("y"))
@@ -236,24 +216,20 @@ describe("wrapped descriptor", function()
       assert(w:setnonblocking(true))
       local _, _, err = w:recv(10)
       assert(err == ipc.errno.EAGAIN)
-    end)
-    assert.same({ "exit", 0 }, { how, code })
+    end))
   end)
 
   it("turned blocking with setnonblocking(false) blocks until data comes", function()
-    local how, code = inchild(function()
+    assert.equal(0, inchild(function()
       local a, b = assert(ipc.socketpair("stream", { nonblock = true }))
       local w = wrapped(b)
       assert(w:setnonblocking(false))
-      local pid = assert(ipc.fork())
-      if pid == 0 then
-        ipc.poll({}, 0.05)
-        a:send("z")
-        ipc._exit(0)
-      end
+      local pid = S.child(function()
+        ipc.sleep(0.05)
+        assert(a:send("z"))
+      end)
       assert(w:recv(10) == "z")
-      ipc.waitpid(pid)
-    end)
-    assert.same({ "exit", 0 }, { how, code })
+      assert(S.wait(pid) == 0)
+    end))
   end)
 end)

@@ -2,6 +2,7 @@
 -- open-file-description (OFD) locks, contended by real processes.
 local ipc = require "unixipc"
 local E = ipc.errno
+local S = require "support"
 
 -- a temporary file holding content; the caller removes it
 local function tmpfile(content)
@@ -21,28 +22,11 @@ end
 
 local function sleep(s) ipc.poll({}, s) end
 
--- run fn(...) in a forked child, which always ends in _exit (never in busted)
-local function fork(fn, ...)
-  local pid = assert(ipc.fork())
-  if pid == 0 then
-    local ok, code = pcall(fn, ...)
-    if not ok then io.stderr:write("child error: ", tostring(code), "\n") end
-    ipc._exit(ok and (code or 0) or 99)
-  end
-  return pid
-end
-
-local function exitcode(pid)
-  local _, how, code = ipc.waitpid(pid)
-  assert.equal("exit", how)
-  return code
-end
-
 -- run fn(f) in a child with its own open of path: its exit code
 local function probe(path, fn)
-  return exitcode(fork(function()
+  return S.run(function()
     return fn(assert(ipc.open(path, "r+")))
-  end))
+  end)
 end
 
 -- can another process take this lock right now? 0 yes, 1 busy, 2 other error
@@ -83,7 +67,7 @@ local kinds = {
 local function holder(kind, path, forsecs)
   local ready_r, ready_w = ipc.pipe()
   local hold_r, hold_w = ipc.pipe()
-  local pid = fork(function()
+  local pid = S.child(function()
     ready_r:close()
     hold_w:close()
     local f = assert(ipc.open(path, "r+"))
@@ -120,7 +104,7 @@ describe("locks", function()
         local go_r, go_w = ipc.pipe()
         local pids = {}
         for i = 1, 8 do
-          pids[i] = fork(function()
+          pids[i] = S.child(function()
             go_w:close()
             local f = assert(ipc.open(path, "r+"))
             go_r:read(1) -- everyone starts together, at eof
@@ -137,7 +121,7 @@ describe("locks", function()
         end
         go_r:close()
         go_w:close()
-        for i = 1, 8 do assert.equal(0, exitcode(pids[i])) end
+        for i = 1, 8 do assert.equal(0, S.wait(pids[i])) end
         assert.equal("2400", slurp(path))
       end)
     end
@@ -174,7 +158,7 @@ describe("locks", function()
         assert.is_truthy(l, msg)
         assert.is_true(ipc.monotime() - t0 > 0.05) -- it really waited
         assert.is_true(l:release())
-        assert.equal(0, exitcode(pid))
+        assert.equal(0, S.wait(pid))
         f:close()
       end)
 
@@ -195,7 +179,7 @@ describe("locks", function()
         assert.is_nil(l)
         assert.is_true(err == E.EAGAIN or err == E.EACCES)
         hold:close()
-        assert.equal(0, exitcode(pid))
+        assert.equal(0, S.wait(pid))
         f:close()
       end)
     end
@@ -208,7 +192,7 @@ describe("locks", function()
       local b2, i2, c2 = sigstate()
       assert.same({ b1, i1, c1 }, { b2, i2, c2 })
       hold:close()
-      assert.equal(0, exitcode(pid))
+      assert.equal(0, S.wait(pid))
       f:close()
     end)
 
@@ -217,7 +201,7 @@ describe("locks", function()
         local f = assert(ipc.open(path, "r+"))
         local l = assert(ipc.flock(f, "ex"))
         local r, w = ipc.pipe()
-        local pid = fork(function()
+        local pid = S.child(function()
           r:close()
           local g = assert(ipc.open(path, "r+"))
           w:write("W")
@@ -234,7 +218,7 @@ describe("locks", function()
         assert(ipc.kill(pid, "CONT"))
         sleep(0.03)
         assert.is_true(l:release())
-        assert.equal(0, exitcode(pid))
+        assert.equal(0, S.wait(pid))
         f:close()
       end)
     end
@@ -290,7 +274,7 @@ describe("locks", function()
       assert(f:write(("x"):rep(100)))
       local ready_r, ready_w = ipc.pipe()
       local hold_r, hold_w = ipc.pipe()
-      local pid = fork(function()
+      local pid = S.child(function()
         ready_r:close()
         hold_w:close()
         local g = assert(ipc.open(path, "r+"))
@@ -315,7 +299,7 @@ describe("locks", function()
       -- F_OFD_GETLK sees the same POSIX lock
       assert.same({ type = "write", pid = pid, start = 10, len = 5 }, ipc.testlock(f, { ofd = true }))
       hold_w:close()
-      assert.equal(0, exitcode(pid))
+      assert.equal(0, S.wait(pid))
       assert.is_nil(ipc.testlock(f))
       ready_r:close()
       f:close()
@@ -360,7 +344,7 @@ describe("locks", function()
       local f = assert(ipc.open(path, "r+"))
       local l = assert(ipc.lock(f, { type = "write" }))
       local me = ipc.getpid()
-      local code = exitcode(fork(function()
+      local code = S.run(function()
         local t = ipc.testlock(f) -- the parent's lock conflicts with the child
         if not (t and t.pid == me) then return 1 end
         local mine, _, err = ipc.lock(f, { wait = false })
@@ -368,7 +352,7 @@ describe("locks", function()
         -- the inherited object's release() cannot drop the parent's lock
         if l:release() ~= true then return 3 end
         return 0
-      end))
+      end)
       assert.equal(0, code)
       assert.equal(1, trylock(path)) -- still ours
       assert.is_true(l:release())
@@ -392,7 +376,7 @@ describe("locks", function()
       local f = assert(ipc.open(path, "r+"))
       local mine = assert(ipc.lock(f, { start = 0, len = 1 }))
       local ready_r, ready_w = ipc.pipe()
-      local pid = fork(function()
+      local pid = S.child(function()
         ready_r:close()
         local g = assert(ipc.open(path, "r+"))
         assert(ipc.lock(g, { start = 1, len = 1 }))
@@ -412,7 +396,7 @@ describe("locks", function()
         deadlocks = deadlocks + 1
         assert.is_true(mine:release()) -- let the child through
       end
-      local code = exitcode(pid)
+      local code = S.wait(pid)
       if code == 3 then deadlocks = deadlocks + 1 else assert.equal(0, code) end
       assert.equal(1, deadlocks)
       if l then assert.is_true(l:release()) end
@@ -455,19 +439,19 @@ describe("locks", function()
         local f = assert(ipc.open(path, "r+"))
         local l = assert(kind.ex(f))
         -- the child's copy of the lock object, collected there, leaves the lock alone
-        assert.equal(0, exitcode(fork(function()
+        assert.equal(0, S.run(function()
           l = nil
           collectgarbage()
           collectgarbage()
           return 0
-        end)))
+        end))
         assert.equal(1, probe(path, function(g) return result(kind.ex(g, { wait = false })) end))
         -- the child holds the same lock: asking again succeeds, and releasing drops it for both
-        assert.equal(0, exitcode(fork(function()
+        assert.equal(0, S.run(function()
           local same = kind.ex(f, { wait = false })
           if not same then return 1 end
           return same:release() and 0 or 2
-        end)))
+        end))
         assert.equal(0, probe(path, function(g) return result(kind.ex(g, { wait = false })) end))
         assert.is_true(l:release())
         f:close()
