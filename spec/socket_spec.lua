@@ -422,7 +422,7 @@ describe("unix stream servers", function()
     -- ...unless asked to unlink the stale one; the path is then the new
     -- server's, and goes when it closes
     s2 = assert(ipc.listen(path, { unlink = true }))
-    assert.equal("socket", ipc._filetype(path))
+    assert.equal("socket", S.filetype(path))
     s2:close()
     assert.same({ nil, "unlink " .. path .. ": " .. ipc.strerror(E.ENOENT), E.ENOENT }, { ipc.unlink(path) })
   end)

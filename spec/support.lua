@@ -152,6 +152,16 @@ function M.has_ipv6()
   return ok == true
 end
 
+-- what stands at path: "socket", "file", "directory", "other", or nil
+-- (asked of test(1), not of the module under test)
+function M.filetype(path)
+  local q = M.quote(path)
+  for _, t in ipairs { { "-S", "socket" }, { "-d", "directory" }, { "-f", "file" }, { "-e", "other" } } do
+    if os.execute(("test %s %s"):format(t[1], q)) then return t[2] end
+  end
+  return nil
+end
+
 function M.have(cmd)
   return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
 end
