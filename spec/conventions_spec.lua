@@ -167,6 +167,18 @@ describe("messages name what the user wrote", function()
     a:close()
     b:close()
   end)
+
+  it("listen names itself and the user's line for a bad socket type", function()
+    local dir, cleanup = S.tmpdir()
+    raises("listen", 2, "unknown socket type 'datagram'", function() keep(ipc.listen(dir .. "/d.sock", { type = "datagram" })) end)
+    raises("connect", 2, "unknown socket type 'datagram'", function() keep(ipc.connect(dir .. "/d.sock", { type = "datagram" })) end)
+    raises("listen", 1, "address expected (string or table), got number", function() keep(ipc.listen(5)) end)
+    raises("connect", 1, "invalid address 'nohost': expected a path with '/', '@name', 'host:port' or '[v6addr]:port'",
+      function() keep(ipc.connect("nohost")) end)
+    assert.is_nil(filetype(dir .. "/d.sock"))
+    closekept()
+    cleanup()
+  end)
 end)
 
 describe("listen{unlink = true} removes only a dead socket file", function()

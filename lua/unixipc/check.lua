@@ -62,12 +62,13 @@ function M.callable(v)
 end
 
 -- f(...) on behalf of fname: an argument error f raises is raised again as
--- fname's (same argument number), at the user's line; results pass through
+-- fname's (same argument number), at the user's line; results pass through.
+-- relay runs in M.call's frame (a tail call), so level counts from there.
 local function relay(fname, level, ok, ...)
   if ok then return ... end
   local err = ...
   local n, why = match(tostring(err), "bad argument #(%d+) to '[^']*' %((.*)%)$")
-  if n then argerror(level + 2, n + 0, fname, "%s", why) end
+  if n then argerror(level + 1, n + 0, fname, "%s", why) end
   error(err, 0)
 end
 
