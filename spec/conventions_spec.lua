@@ -98,8 +98,17 @@ describe("option tables are strict", function()
     raises("listen", 2, "option 'unlink' must be a boolean, got string", function() keep(ipc.listen(path, { unlink = "yes" })) end)
     raises("listen", 2, "options must be a table, got string", function() keep(ipc.listen(path, "unlink")) end)
     raises("listen", 2, "option names must be strings, got number", function() keep(ipc.listen(path, { true })) end)
+    -- one option, one message, whether C (socketpair, socket) or Lua (connect) checks it
     raises("socketpair", 2, "option 'timeout' must not be negative, got -1",
       function() keep(ipc.socketpair("stream", { timeout = -1 })) end)
+    raises("socket", 3, "option 'timeout' must not be negative, got -1",
+      function() keep(ipc.socket("unix", "stream", { timeout = -1 })) end)
+    raises("connect", 2, "option 'timeout' must not be negative, got -1",
+      function() keep(ipc.connect(path, { timeout = -1 })) end)
+    raises("socketpair", 2, "option 'timeout' must be a number of seconds or nil, got string",
+      function() keep(ipc.socketpair("stream", { timeout = "soon" })) end)
+    raises("connect", 2, "option 'timeout' must be a number of seconds or nil, got string",
+      function() keep(ipc.connect(path, { timeout = "soon" })) end)
   end)
 end)
 

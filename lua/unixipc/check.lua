@@ -47,10 +47,13 @@ function M.bool(v, name, n, fname, level)
   return v
 end
 
+-- (the messages of the C core's uipc_secondsarg)
 function M.seconds(v, name, n, fname, level)
-  if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
-    argerror(level + 1, n, fname, "option '%s' must be a non-negative number of seconds, got %s",
-      name, type(v) == "number" and tostring(v) or type(v))
+  if v == nil then return v end
+  if type(v) ~= "number" then
+    argerror(level + 1, n, fname, "option '%s' must be a number of seconds or nil, got %s", name, type(v))
+  elseif not (v >= 0) then
+    argerror(level + 1, n, fname, "option '%s' must not be negative, got %s", name, tostring(v))
   end
   return v
 end
