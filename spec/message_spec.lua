@@ -503,7 +503,10 @@ describe("sendmsg / recvmsg", function()
     assert.error_matches(function() a:sendmsg{ data = "x", fds = { cf } } end, "fds%[1%]: attempt to use a closed file")
     assert.error_matches(function() a:sendmsg{ data = "x", cred = "me" } end, "cred must be true or a")
     assert.error_matches(function() a:sendmsg{ data = "x", cred = { pid = "1" } } end,
-      "cred%.pid must be an integer from 0 to 4294967295, got string")
+      "cred%.pid must be an integer from 0 to 2147483647, got string")
+    -- a pid is a pid_t: 2^31 and up would become a negative pid, not be refused
+    assert.error_matches(function() a:sendmsg{ data = "x", cred = { pid = 4294967295 } } end,
+      "bad argument #1 to 'sendmsg' %(cred%.pid must be an integer from 0 to 2147483647, got 4294967295%)")
     assert.error_matches(function() a:sendmsg{ data = "x", cred = { uid = -1 } } end, "cred%.uid must be an integer from 0 to 4294967295, got %-1")
     assert.error_matches(function() a:sendmsg{ data = "x", flags = "bogus" } end, "bad argument #1 to 'sendmsg' %(unknown flag 'bogus'%)")
     assert.error_matches(function() a:sendmsg{ data = "x", flags = 1.5 } end, "flag must be an integer from %-2147483648 to 2147483647, got 1%.5")
