@@ -11,9 +11,12 @@ local errno = core.errno
 local ENOENT, EADDRINUSE, ECONNREFUSED, EAGAIN = errno.ENOENT, errno.EADDRINUSE,
   errno.ECONNREFUSED, errno.EAGAIN
 
--- every address to try, or nil, msg, code; argument errors are fname's
+-- every address to try, or nil, msg, code; argument errors are fname's,
+-- raised at the line that called fname (level 3 from here: not a tail
+-- call, so that this frame is there to count)
 local function resolve(fname, addr, socktype, passive)
-  return check.call(fname, 2, core._resolve, addr, socktype, passive, fname)
+  local list, msg, err = check.call(fname, 3, core._resolve, addr, socktype, passive, fname)
+  return list, msg, err
 end
 
 local LISTEN = { backlog = true, mode = true, reuseaddr = true, reuseport = true, type = true,
