@@ -332,6 +332,7 @@ static int flockmode(lua_State *L, Opts *op) {
     if (n == 2 && mode[0] == 'e' && mode[1] == 'x') return LOCK_EX;
     if (n == 2 && mode[0] == 's' && mode[1] == 'h') return LOCK_SH;
   }
+  if (lua_isnoneornil(L, 2)) uipc_argerror(L, 2, "lock mode expected (\"ex\" or \"sh\"), got no value");
   how = uipc_flagsarg(L, 2, 2, &uipc_lockops);
   if ((how & ~LOCK_NB) != LOCK_EX && (how & ~LOCK_NB) != LOCK_SH)
     uipc_argerror(L, 2, "lock mode must be \"ex\" or \"sh\" (LOCK_EX or LOCK_SH, optionally with LOCK_NB)");

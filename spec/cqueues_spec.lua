@@ -36,6 +36,7 @@ describe("cqueues", function()
       stop = true
     end)
     assert(cq:loop())
+    cq:close() -- its epoll and eventfd descriptors
     assert.same({ answer = 42 }, answer)
     assert.is_true(ticksatanswer >= 5, "ticks while waiting: " .. tostring(ticksatanswer))
     p.chan:close()
@@ -72,6 +73,7 @@ describe("cqueues", function()
       ipc.kill(me, "USR1")
     end)
     assert(cq:loop())
+    cq:close() -- its epoll and eventfd descriptors
     table.sort(log)
     assert.same({ "cq hello", "ipc world", "reply back", "signal USR1" }, log)
     S.closeall { a, b }
@@ -87,6 +89,7 @@ describe("cqueues", function()
     local r
     cq:wrap(function() r = { a:recv(1) } end)
     assert(cq:loop())
+    cq:close() -- its epoll and eventfd descriptors
     assert.same({ nil, "timeout", ipc.errno.ETIMEDOUT }, r)
     S.closeall { a, b }
   end)
