@@ -189,7 +189,7 @@ int uipc_tofd(lua_State *L, int idx, int argn, int elem, uipc_Ref *ref) {
   }
   if (!lua_isfunction(L, -1))
     fderror(L, argn, elem, "descriptor expected (unixipc object, io file, integer or object "
-            "with getfd/fileno), got %s without either", luaL_typename(L, idx));
+            "with getfd/fileno), got a %s with neither", luaL_typename(L, idx));
   lua_pushvalue(L, idx);
   lua_call(L, 1, 1);
   fd = lua_tointegerx(L, -1, &isnum); /* LuaSocket's getfd answers a float such as 5.0 */

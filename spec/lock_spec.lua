@@ -678,7 +678,7 @@ describe("locks", function()
 
     it("lock", function()
       bad(1, "lock", FD .. "no value", ipc.lock)
-      bad(1, "lock", FD .. "table without either", ipc.lock, {})
+      bad(1, "lock", FD .. "a table with neither", ipc.lock, {})
       bad(1, "lock", "attempt to use a closed descriptor", ipc.lock, closed)
       bad(1, "lock", "attempt to use a closed file", ipc.lock, closedio)
       bad(2, "lock", "options must be a table, got string", ipc.lock, f, "write")

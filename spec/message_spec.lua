@@ -492,7 +492,7 @@ describe("sendmsg / recvmsg", function()
     assert.error_matches(function() a:sendmsg{ data = "x", fds = { 1.5 } } end,
       "fds%[1%]: descriptor must be an integer from 0 to 2147483647, got 1%.5%)")
     assert.error_matches(function() a:sendmsg{ data = "x", fds = { r, {} } } end,
-      "bad argument #1 to 'sendmsg' %(fds%[2%]: descriptor expected %(unixipc object, io file, integer or object with getfd/fileno%), got table without either%)")
+      "bad argument #1 to 'sendmsg' %(fds%[2%]: descriptor expected %(unixipc object, io file, integer or object with getfd/fileno%), got a table with neither%)")
     local closed, closedw = ipc.pipe()
     closed:close()
     closedw:close()
