@@ -603,7 +603,7 @@ describe("pollset", function()
     assert.error_matches(function() ps:add(1.5, "r") end, range .. "1%.5%)")
     assert.error_matches(function() ps:add(true, "r") end, fd .. "boolean%)")
     assert.error_matches(function() ps:add(nil, "r") end, fd .. "nil%)")
-    assert.error_matches(function() ps:add({}, "r") end, fd .. "table without either%)")
+    assert.error_matches(function() ps:add({}, "r") end, fd .. "a table with neither%)")
     assert.error_matches(function() ps:wait(-1) end, "bad argument #1 to 'wait' %(timeout must not be negative, got %-1%)")
     assert.error_matches(function() ps:wait("soon") end,
       "bad argument #1 to 'wait' %(timeout must be a number of seconds or nil, got string%)")
