@@ -54,6 +54,15 @@ int uipc_boolresult(lua_State *L, int r, const char *op) {
   return 1;
 }
 
+int uipc_pathresult(lua_State *L, int r, const char *op, const char *path) {
+  if (r < 0) {
+    int err = errno;
+    return uipc_failon(L, op, path, err);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ---- misuse ------------------------------------------------------------ */
 
 int uipc_argerror(lua_State *L, int argn, const char *fmt, ...) {

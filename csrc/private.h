@@ -99,6 +99,8 @@ UIPC_API int uipc_failmsg(lua_State *L, const char *op, const char *msg, int err
 UIPC_API int uipc_timeout(lua_State *L);
 /* true, or uipc_failerrno(op) when r < 0 */
 UIPC_API int uipc_boolresult(lua_State *L, int r, const char *op);
+/* true, or nil, "op path: strerror(errno)", errno when r < 0 */
+UIPC_API int uipc_pathresult(lua_State *L, int r, const char *op, const char *path);
 /* "bad argument #argn to 'fn' (fmt ...)", numbered as Lua numbers method arguments */
 UIPC_API int uipc_argerror(lua_State *L, int argn, const char *fmt, ...)
     __attribute__((noreturn));

@@ -311,25 +311,33 @@ function M.spawn(fn, ...)
   return t
 end
 
--- run([timeout]) -> true when no task is left | nil, "timeout", ETIMEDOUT
-function M.run(timeout)
-  check.seconds(timeout, "timeout", 1, "run", 2)
-  if current then error("loop.run: called inside a task (the loop is already running)", 2) end
-  if inrun then error("loop.run: the loop is already running", 2) end
+-- run the loop from outside any task until done() answers true (true), or
+-- until `timeout` seconds have passed (false)
+local function drive(done, timeout)
   local limit = timeout and monotime() + timeout
   inrun = true
-  local ok, err = pcall(function()
-    while live > 0 do
+  local ok, res = pcall(function()
+    while not done() do
       runready()
-      if live == 0 then break end
+      if done() then break end
       if limit and monotime() >= limit then return false end
       poll(limit)
     end
     return true
   end)
   inrun = false
-  if not ok then error(err, 0) end
-  if err == false then return nil, "timeout", ETIMEDOUT end
+  if not ok then error(res, 0) end
+  return res
+end
+
+local function nolive() return live == 0 end
+
+-- run([timeout]) -> true when no task is left | nil, "timeout", ETIMEDOUT
+function M.run(timeout)
+  check.seconds(timeout, "timeout", 1, "run", 2)
+  if current then error("loop.run: called inside a task (the loop is already running)", 2) end
+  if inrun then error("loop.run: the loop is already running", 2) end
+  if not drive(nolive, timeout) then return nil, "timeout", ETIMEDOUT end
   return true
 end
 
@@ -417,20 +425,7 @@ function Task:join(timeout)
     return results(self)
   end
   if inrun then error("join: outside a task while the loop runs", 2) end
-  local limit = timeout and monotime() + timeout
-  inrun = true
-  local ok, err = pcall(function()
-    while not over(self) do
-      runready()
-      if over(self) then break end
-      if limit and monotime() >= limit then return false end
-      poll(limit)
-    end
-    return true
-  end)
-  inrun = false
-  if not ok then error(err, 0) end
-  if err == false then return nil, "timeout", ETIMEDOUT end
+  if not drive(function() return over(self) end, timeout) then return nil, "timeout", ETIMEDOUT end
   return results(self)
 end
 
