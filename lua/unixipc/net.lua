@@ -32,7 +32,10 @@ local function clearstale(path)
     return nil, msg, err
   end
   local busy = format("listen %s: Address already in use", path)
-  if kind ~= "socket" then return nil, busy .. " (by a " .. kind .. ")", EADDRINUSE end
+  if kind ~= "socket" then
+    local what = kind == "other" and "something that is not a socket" or "a " .. kind
+    return nil, busy .. " (by " .. what .. ")", EADDRINUSE
+  end
   -- a datagram probe asks without side effects: a live datagram server
   -- takes the connect (nothing is queued), a live stream or seqpacket one
   -- answers EPROTOTYPE (no connection lands in its backlog), and only a
