@@ -114,6 +114,25 @@ function loops.poll()
   end)
 end
 
+-- two coroutines of one controller ping-pong one byte over a socket pair
+function loops.taskswitch()
+  local cq = cqueues.new()
+  local a, b = socket.pair()
+  a:setmode("bn", "bn")
+  b:setmode("bn", "bn")
+  cq:wrap(function()
+    while b:xread(1, "b") == "x" do b:xwrite("x", "n") end
+  end)
+  cq:wrap(function()
+    run(100, function()
+      a:xwrite("x", "n")
+      a:xread(1, "b")
+    end)
+    a:xwrite("q", "n")
+  end)
+  assert(cq:loop())
+end
+
 loops["peer-bulk"] = function()
   local c = connect(peerpath)
   local chunk = string.rep("b", 65536)

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -151,6 +152,30 @@ static int loop_pingpong(void) {
   RUN(100, { xsend(sv[1], buf, 64); xrecv(sv[1], buf, 64); });
   close(sv[1]);
   waitpid(pid, NULL, 0);
+  return 0;
+}
+
+/* the task-switch loop's limit: one process, two non-blocking ends, each
+   read tried first and waited for in epoll on EAGAIN, as a scheduler does */
+static int loop_taskswitch(void) {
+  char c = 'x';
+  int sv[2], ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN}, out;
+  if (ep < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+    die("taskswitch");
+  ev.data.fd = sv[0];
+  epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev);
+  ev.data.fd = sv[1];
+  epoll_ctl(ep, EPOLL_CTL_ADD, sv[1], &ev);
+  RUN(100, {
+    xsend(sv[0], &c, 1);
+    while (recv(sv[1], &c, 1, 0) < 0) epoll_wait(ep, &out, 1, -1);
+    xsend(sv[1], &c, 1);
+    while (recv(sv[0], &c, 1, 0) < 0) epoll_wait(ep, &out, 1, -1);
+  });
+  close(sv[0]);
+  close(sv[1]);
+  close(ep);
   return 0;
 }
 
@@ -362,6 +387,7 @@ int main(int argc, char **argv) {
     {"fdpass", loop_fdpass},     {"flock", loop_flock}, {"fcntl", loop_fcntl},
     {"fork", loop_fork},         {"signal", loop_signal}, {"channel", loop_channel},
     {"poll", loop_poll},         {"polltable", loop_poll}, /* C has one way */
+    {"taskswitch", loop_taskswitch},
     {NULL, NULL}};
   int i;
   if (argc >= 3 && strcmp(argv[1], "httpd") == 0)

@@ -42,6 +42,8 @@ local LOOPS = {
   { name = "poll", what = "poll 1000 idle descriptors + 1 ready", cpu = true },
   { name = "polltable", what = "the same, the set passed as a table each call (ipc.poll)",
     cpu = true },
+  { name = "taskswitch", what = "two tasks ping-pong 1 byte, one process (unixipc.loop)",
+    cpu = true },
   { name = "http", what = "prefork HTTP server under wrk (requests/s)", http = true },
 }
 

@@ -190,6 +190,23 @@ function loops.polltable()
   end)
 end
 
+-- two tasks of unixipc.loop ping-pong one byte over a socketpair, one process
+function loops.taskswitch()
+  local L = require "unixipc.loop"
+  local a, b = assert(ipc.socketpair())
+  L.spawn(function()
+    while b:recv(1) == "x" do b:send("x") end
+  end)
+  L.spawn(function()
+    run(100, function()
+      a:send("x")
+      a:recv(1)
+    end)
+    a:send("q")
+  end)
+  L.run()
+end
+
 local fn = loops[loop]
 if not fn or not secs then
   io.stderr:write("usage: lua5.4 bench/unixipc.lua LOOP SECONDS\n")

@@ -54,6 +54,15 @@ int uipc_boolresult(lua_State *L, int r, const char *op) {
   return 1;
 }
 
+int uipc_pathresult(lua_State *L, int r, const char *op, const char *path) {
+  if (r < 0) {
+    int err = errno;
+    return uipc_failon(L, op, path, err);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ---- misuse ------------------------------------------------------------ */
 
 int uipc_argerror(lua_State *L, int argn, const char *fmt, ...) {
@@ -88,6 +97,8 @@ lua_Integer uipc_optint(lua_State *L, int idx, lua_Integer def, lua_Integer min,
 }
 
 size_t uipc_checksize(lua_State *L, int idx, lua_Integer def, const char *what) {
+  lua_Integer n;
+  if (lua_isinteger(L, idx) && (n = lua_tointeger(L, idx)) >= 0) return (size_t)n; /* hot */
   if (lua_isnoneornil(L, idx)) return (size_t)def;
   return (size_t)uipc_intarg(L, idx, idx, 0, LUA_MAXINTEGER, what);
 }
@@ -187,7 +198,7 @@ int uipc_tofd(lua_State *L, int idx, int argn, int elem, uipc_Ref *ref) {
   }
   if (!lua_isfunction(L, -1))
     fderror(L, argn, elem, "descriptor expected (unixipc object, io file, integer or object "
-            "with getfd/fileno), got %s without either", luaL_typename(L, idx));
+            "with getfd/fileno), got a %s with neither", luaL_typename(L, idx));
   lua_pushvalue(L, idx);
   lua_call(L, 1, 1);
   fd = lua_tointegerx(L, -1, &isnum); /* LuaSocket's getfd answers a float such as 5.0 */
@@ -202,13 +213,13 @@ int uipc_tofd(lua_State *L, int idx, int argn, int elem, uipc_Ref *ref) {
 /* ---- option tables ------------------------------------------------------- */
 
 int uipc_options(lua_State *L, int idx, int argn, const uipc_Opt *names, int base) {
-  int n = 0;
+  int n = 0, t = lua_type(L, idx), top = lua_gettop(L);
   while (names[n].name) n++;
   idx = lua_absindex(L, idx);
-  luaL_checkstack(L, n + 4, NULL);
-  lua_settop(L, base + n - 1 > lua_gettop(L) ? base + n - 1 : lua_gettop(L));
-  if (lua_isnoneornil(L, idx)) return 0;
-  if (!lua_istable(L, idx))
+  if (base + n + 3 > LUA_MINSTACK) luaL_checkstack(L, base + n + 3 - top, NULL);
+  if (base + n - 1 > top) lua_settop(L, base + n - 1);
+  if (t == LUA_TNIL || t == LUA_TNONE) return 0;
+  if (t != LUA_TTABLE)
     uipc_argerror(L, argn, "options must be a table, got %s", luaL_typename(L, idx));
   lua_pushnil(L);
   while (lua_next(L, idx)) {

@@ -90,12 +90,14 @@ static inline void put32(char *d, uint32_t v) {
   d[3] = (char)((v >> 24) & 0xff);
 }
 
-/* n bytes of a value in memory order, written little-endian */
-static inline void putle(char *d, const void *src, size_t n) {
+/* n bytes between memory order and little-endian, either way (the same
+   copy: on a big-endian machine both directions reverse) */
+static inline void lecopy(void *dst, const void *src, size_t n) {
 #if LITTLE
-  memcpy(d, src, n);
+  memcpy(dst, src, n);
 #else
   const char *s = (const char *)src;
+  char *d = (char *)dst;
   size_t i;
   for (i = 0; i < n; i++) d[i] = s[n - 1 - i];
 #endif
@@ -173,13 +175,13 @@ static void encvalue(Enc *e, int idx, int depth) {
     if (lua_isinteger(L, idx)) {
       lua_Integer v = lua_tointeger(L, idx);
       d[0] = T_INT;
-      putle(d + 1, &v, sizeof v);
+      lecopy(d + 1, &v, sizeof v);
       e->n += 1 + sizeof v;
     } else {
       lua_Number v = lua_tonumber(L, idx);
       double x = (double)v;
       d[0] = T_FLOAT;
-      putle(d + 1, &x, sizeof x);
+      lecopy(d + 1, &x, sizeof x);
       e->n += 1 + sizeof x;
     }
     return;
@@ -242,16 +244,6 @@ static inline uint32_t get32(const unsigned char *s) {
   return (uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24;
 }
 
-static inline void getle(void *dst, const unsigned char *s, size_t n) {
-#if LITTLE
-  memcpy(dst, s, n);
-#else
-  unsigned char *d = (unsigned char *)dst;
-  size_t i;
-  for (i = 0; i < n; i++) d[i] = s[n - 1 - i];
-#endif
-}
-
 static inline int gettag(Dec *d) {
   if (d->p >= d->end) decfail(d->L, "value cut short");
   return *d->p++;
@@ -260,7 +252,7 @@ static inline int gettag(Dec *d) {
 static inline lua_Integer getint(Dec *d) {
   lua_Integer v;
   if ((size_t)(d->end - d->p) < sizeof v) decfail(d->L, "value cut short");
-  getle(&v, d->p, sizeof v);
+  lecopy(&v, d->p, sizeof v);
   d->p += sizeof v;
   return v;
 }
@@ -320,7 +312,7 @@ static void decvalue(Dec *d, int tag, int depth) {
   case T_FLOAT: {
     double x;
     if (d->end - d->p < 8) decfail(L, "value cut short");
-    getle(&x, d->p, sizeof x);
+    lecopy(&x, d->p, sizeof x);
     d->p += sizeof x;
     lua_pushnumber(L, (lua_Number)x);
     return;

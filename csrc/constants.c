@@ -97,6 +97,9 @@ static const uipc_Family others = {"constant", (const uipc_Name[]){
 static const uipc_Family eaicodes = {"resolver error", (const uipc_Name[]){
   EAICODE(EAI_NONAME), EAICODE(EAI_AGAIN), EAICODE(EAI_FAIL), EAICODE(EAI_FAMILY),
   EAICODE(EAI_SERVICE), EAICODE(EAI_SOCKTYPE), EAICODE(EAI_MEMORY), EAICODE(EAI_BADFLAGS),
+  EAICODE(EAI_OVERFLOW),
+  /* never a third value (its errno is reported instead); kept for code that compares */
+  EAICODE(EAI_SYSTEM),
   END}};
 
 /* errnames.inc is written by csrc/errnames.sh from <errno.h> */

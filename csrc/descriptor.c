@@ -155,10 +155,6 @@ void uipc_nbresolve(uipc_Fd *o) {
   if (fl >= 0 && (fl & O_NONBLOCK)) o->onb = 1;
 }
 
-uipc_Fd *uipc_toobj(lua_State *L, int idx) {
-  return (uipc_Fd *)uipc_toclass(L, idx, &uipc_fdclass, sizeof(uipc_Fd));
-}
-
 uipc_Fd *uipc_checkobj(lua_State *L, int idx) {
   uipc_Fd *o = uipc_toobj(L, idx);
   if (!o) luaL_typeerror(L, idx, uipc_fdclass.name);
@@ -178,7 +174,7 @@ int uipc_closefd(uipc_Fd *o) {
   int fd = o->fd, err = 0;
   if (fd < 0) return 0;
   o->fd = -1;
-  unbind(o, 1);
+  if (o->bound) unbind(o, 1);
   if (close(fd) < 0 && errno != EINTR) err = errno;
   return err;
 }

@@ -332,6 +332,7 @@ static int flockmode(lua_State *L, Opts *op) {
     if (n == 2 && mode[0] == 'e' && mode[1] == 'x') return LOCK_EX;
     if (n == 2 && mode[0] == 's' && mode[1] == 'h') return LOCK_SH;
   }
+  if (lua_isnoneornil(L, 2)) uipc_argerror(L, 2, "lock mode expected (\"ex\" or \"sh\"), got no value");
   how = uipc_flagsarg(L, 2, 2, &uipc_lockops);
   if ((how & ~LOCK_NB) != LOCK_EX && (how & ~LOCK_NB) != LOCK_SH)
     uipc_argerror(L, 2, "lock mode must be \"ex\" or \"sh\" (LOCK_EX or LOCK_SH, optionally with LOCK_NB)");
@@ -346,7 +347,6 @@ static int flock_body(lua_State *L, uipc_Wait *w) {
   int fd = checkfile(L, &owner, &ref), how, err;
   Opts op;
   Lock *l;
-  luaL_checkany(L, 2);
   checkopts(L, 3, 1 << O_WAIT, &op);
   how = flockmode(L, &op); /* an explicit wait wins over nb */
   l = newlock(L, K_FLOCK, owner, ref);

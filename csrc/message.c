@@ -9,6 +9,7 @@
  */
 #include "private.h"
 
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,12 +106,13 @@ static uipc_Fd *checkself(lua_State *L) {
 
 /* ---- sendmsg ---------------------------------------------------------- */
 
-static lua_Integer credfield(lua_State *L, int t, int idx, const char *k, lua_Integer def) {
+static lua_Integer credfield(lua_State *L, int t, int idx, const char *k, lua_Integer max,
+                             lua_Integer def) {
   lua_Integer v = def;
   lua_getfield(L, idx, k);
   if (!lua_isnil(L, -1)) {
     const char *what = lua_pushfstring(L, "cred.%s", k);
-    v = uipc_intarg(L, -2, t, 0, 0xffffffffLL, what);
+    v = uipc_intarg(L, -2, t, 0, max, what);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -160,9 +162,9 @@ static int sendmsg_body(lua_State *L, uipc_Wait *w) {
       break;
     case LUA_TTABLE:
       hascred = 1;
-      uc.pid = (pid_t)credfield(L, 2, 5, "pid", getpid());
-      uc.uid = (uid_t)credfield(L, 2, 5, "uid", getuid());
-      uc.gid = (gid_t)credfield(L, 2, 5, "gid", getgid());
+      uc.pid = (pid_t)credfield(L, 2, 5, "pid", INT_MAX, getpid());
+      uc.uid = (uid_t)credfield(L, 2, 5, "uid", UINT_MAX, getuid());
+      uc.gid = (gid_t)credfield(L, 2, 5, "gid", UINT_MAX, getgid());
       break;
     default:
       return uipc_argerror(L, 2, "cred must be true or a {pid=, uid=, gid=} table, got %s",

@@ -99,6 +99,8 @@ UIPC_API int uipc_failmsg(lua_State *L, const char *op, const char *msg, int err
 UIPC_API int uipc_timeout(lua_State *L);
 /* true, or uipc_failerrno(op) when r < 0 */
 UIPC_API int uipc_boolresult(lua_State *L, int r, const char *op);
+/* true, or nil, "op path: strerror(errno)", errno when r < 0 */
+UIPC_API int uipc_pathresult(lua_State *L, int r, const char *op, const char *path);
 /* "bad argument #argn to 'fn' (fmt ...)", numbered as Lua numbers method arguments */
 UIPC_API int uipc_argerror(lua_State *L, int argn, const char *fmt, ...)
     __attribute__((noreturn));
@@ -224,11 +226,27 @@ struct uipc_Wait {
   int nargs;         /* the call's arguments, restored for the body */
   int resumed;       /* the body runs again after a hand-off */
 };
-UIPC_API void uipc_waitinit(lua_State *L, uipc_Wait *w, const uipc_Op *op);
-/* run op's body over a fresh state: the lua_CFunction of a call that may wait */
-UIPC_API int uipc_run(lua_State *L, const uipc_Op *op);
-/* may this call's waits go to a scheduler (inside a coroutine, with one installed)? */
-UIPC_API int uipc_intask(lua_State *L);
+static inline void uipc_waitinit(lua_State *L, uipc_Wait *w, const uipc_Op *op) {
+  w->op = op;
+  w->deadline = -1;
+  w->done = 0;
+  w->nargs = lua_gettop(L);
+  w->resumed = 0;
+}
+/* run op's body over a fresh state: the lua_CFunction of a call that may
+   wait (inline: with op a constant, the body is called directly) */
+static inline int uipc_run(lua_State *L, const uipc_Op *op) {
+  uipc_Wait w;
+  uipc_waitinit(L, &w, op);
+  return op->body(L, &w);
+}
+/* is a scheduler's waiter installed? */
+UIPC_API int uipc_haswaiter(lua_State *L);
+/* may this call's waits go to a scheduler (inside a coroutine, with one
+   installed)? The main thread answers at once */
+static inline int uipc_intask(lua_State *L) {
+  return lua_isyieldable(L) && uipc_haswaiter(L);
+}
 
 /* wait until fd is ready for events or w->deadline passes: 0 (ready: try
    again), ETIMEDOUT, or an errno. fd < 0 sleeps until the deadline. */
@@ -268,7 +286,10 @@ UIPC_API int uipc_seqeof(int fd);
 
 UIPC_API extern const uipc_Class uipc_fdclass; /* descriptors and sockets (uipc_Fd) */
 UIPC_API uipc_Fd *uipc_newfd(lua_State *L, int issock);
-UIPC_API uipc_Fd *uipc_toobj(lua_State *L, int idx);    /* NULL if not ours */
+/* the descriptor object at idx, or NULL if it is not ours */
+static inline uipc_Fd *uipc_toobj(lua_State *L, int idx) {
+  return (uipc_Fd *)uipc_toclass(L, idx, &uipc_fdclass, sizeof(uipc_Fd));
+}
 UIPC_API uipc_Fd *uipc_checkobj(lua_State *L, int idx); /* raises if closed */
 UIPC_API uipc_Fd *uipc_checksock(lua_State *L, int idx);
 UIPC_API int uipc_wrapfd(lua_State *L, int fd);         /* fd already owned by caller */

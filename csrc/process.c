@@ -196,12 +196,7 @@ static int ipc_dup2(lua_State *L) {
 /* chdir(path) -> true */
 static int ipc_chdir(lua_State *L) {
   const char *path = uipc_checkpath(L, 1);
-  if (chdir(path) < 0) {
-    int err = errno;
-    return uipc_failon(L, "chdir", path, err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return uipc_pathresult(L, chdir(path), "chdir", path);
 }
 
 /* umask([mask]) -> previous mask; without an argument only reads it */

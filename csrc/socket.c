@@ -354,23 +354,13 @@ static int sock_getoption(lua_State *L) {
 
 static int ipc_unlink(lua_State *L) {
   const char *path = uipc_checkpath(L, 1);
-  if (unlink(path) < 0) {
-    int err = errno;
-    return uipc_failon(L, "unlink", path, err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return uipc_pathresult(L, unlink(path), "unlink", path);
 }
 
 static int ipc_chmod(lua_State *L) {
   const char *path = uipc_checkpath(L, 1);
   mode_t mode = (mode_t)uipc_checkint(L, 2, 0, 07777, "mode");
-  if (chmod(path, mode) < 0) {
-    int err = errno;
-    return uipc_failon(L, "chmod", path, err);
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return uipc_pathresult(L, chmod(path, mode), "chmod", path);
 }
 
 /* _filetype(path) -> "socket" | "file" | "directory" | "other" (lstat), or

@@ -55,24 +55,8 @@ void uipc_nap(double secs) {
 
 /* ---- the scheduler hand-off ---------------------------------------- */
 
-void uipc_waitinit(lua_State *L, uipc_Wait *w, const uipc_Op *op) {
-  w->op = op;
-  w->deadline = -1;
-  w->done = 0;
-  w->nargs = lua_gettop(L);
-  w->resumed = 0;
-}
-
-int uipc_run(lua_State *L, const uipc_Op *op) {
-  uipc_Wait w;
-  uipc_waitinit(L, &w, op);
-  return op->body(L, &w);
-}
-
-int uipc_intask(lua_State *L) {
-  int t;
-  if (!lua_isyieldable(L)) return 0;
-  t = lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITERKEY);
+int uipc_haswaiter(lua_State *L) {
+  int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITERKEY);
   lua_pop(L, 1);
   return t == LUA_TFUNCTION;
 }
@@ -145,20 +129,12 @@ static int pollwait(int fd, short events, double deadline) {
 
 int uipc_wait(lua_State *L, uipc_Wait *w, int fd, short events) {
   if (w->deadline >= 0 && uipc_now() >= w->deadline) return ETIMEDOUT;
-  if (lua_isyieldable(L)) {
-    int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITERKEY);
-    lua_pop(L, 1);
-    if (t == LUA_TFUNCTION && w->op && handoff(L, w, fd, events, w->deadline)) return 0;
-  }
+  if (uipc_intask(L) && handoff(L, w, fd, events, w->deadline)) return 0;
   return pollwait(fd, events, w->deadline);
 }
 
 void uipc_pause(lua_State *L, uipc_Wait *w, double secs) {
-  if (lua_isyieldable(L)) {
-    int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITERKEY);
-    lua_pop(L, 1);
-    if (t == LUA_TFUNCTION && w->op && handoff(L, w, -1, 0, uipc_now() + secs)) return;
-  }
+  if (uipc_intask(L) && handoff(L, w, -1, 0, uipc_now() + secs)) return;
   uipc_nap(secs);
 }
 

@@ -1,8 +1,6 @@
 -- Smoke test of the bench's unixipc loops (bench/unixipc.lua): each one
 -- runs briefly against the module as built, so a change in an API the
 -- bench uses shows up here rather than in `make bench`. No timing is judged.
-local ipc = require "unixipc"
-
 local env = 'LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" '
 
 local function run(loop)
@@ -12,28 +10,13 @@ local function run(loop)
   return out, ok, how, code
 end
 
-local sockm = ipc._methods.socket
-local built = {
-  sendrecv = true, bulk = true, pingpong = true, fork = true, polltable = true,
-  poll = ipc.pollset ~= nil,
-  fdpass = sockm.sendmsg ~= nil and sockm.recvmsg ~= nil,
-  flock = ipc.flock ~= nil,
-  fcntl = ipc.lock ~= nil,
-  signal = ipc.signalfd ~= nil,
-  channel = ipc.channel ~= nil,
-}
-
 describe("bench loops", function()
   for _, loop in ipairs { "sendrecv", "bulk", "pingpong", "fdpass", "flock", "fcntl", "fork",
     "signal", "channel", "poll", "polltable" } do
     it(loop, function()
       local out, ok = run(loop)
       assert.is_true(ok, out)
-      if built[loop] then
-        assert.truthy(out:match "^ok %d+ [%d.]+ [%d.]+\n$", out)
-      else
-        assert.truthy(out:match "^na not built", out)
-      end
+      assert.truthy(out:match "^ok %d+ [%d.]+ [%d.]+\n$", out)
     end)
   end
 end)

@@ -6,12 +6,21 @@ describe("rockspec", function()
     local fh = assert(io.open("rockspec/unixipc-scm-1.rockspec"))
     local spec = fh:read("a")
     fh:close()
-    local ls = io.popen("ls csrc/*.c lua/unixipc/*.lua")
+    local ls = io.popen("ls csrc/*.c lua/unixipc.lua lua/unixipc/*.lua")
+    local n = 0
     for path in ls:lines() do
+      n = n + 1
       local listed = spec:find('"' .. path .. '"', 1, true)
       assert.is_not_nil(listed, path .. " is missing from the rockspec")
+      -- a Lua file is listed under the module name require uses for it
+      local mod = path:match("^lua/(.*)%.lua$")
+      if mod then
+        mod = mod:gsub("/", ".")
+        assert.is_not_nil(spec:find(('["%s"] = "%s"'):format(mod, path), 1, true), path .. " is not module " .. mod)
+      end
     end
     ls:close()
+    assert.is_true(n > 10)
   end)
 
   it("builds and installs with luarocks --lua-version=5.4", function()

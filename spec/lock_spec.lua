@@ -2,6 +2,7 @@
 -- open-file-description (OFD) locks, contended by real processes.
 local ipc = require "unixipc"
 local E = ipc.errno
+local S = require "support"
 
 -- a temporary file holding content; the caller removes it
 local function tmpfile(content)
@@ -21,28 +22,11 @@ end
 
 local function sleep(s) ipc.poll({}, s) end
 
--- run fn(...) in a forked child, which always ends in _exit (never in busted)
-local function fork(fn, ...)
-  local pid = assert(ipc.fork())
-  if pid == 0 then
-    local ok, code = pcall(fn, ...)
-    if not ok then io.stderr:write("child error: ", tostring(code), "\n") end
-    ipc._exit(ok and (code or 0) or 99)
-  end
-  return pid
-end
-
-local function exitcode(pid)
-  local _, how, code = ipc.waitpid(pid)
-  assert.equal("exit", how)
-  return code
-end
-
 -- run fn(f) in a child with its own open of path: its exit code
 local function probe(path, fn)
-  return exitcode(fork(function()
+  return S.run(function()
     return fn(assert(ipc.open(path, "r+")))
-  end))
+  end)
 end
 
 -- can another process take this lock right now? 0 yes, 1 busy, 2 other error
@@ -83,7 +67,7 @@ local kinds = {
 local function holder(kind, path, forsecs)
   local ready_r, ready_w = ipc.pipe()
   local hold_r, hold_w = ipc.pipe()
-  local pid = fork(function()
+  local pid = S.child(function()
     ready_r:close()
     hold_w:close()
     local f = assert(ipc.open(path, "r+"))
@@ -120,7 +104,7 @@ describe("locks", function()
         local go_r, go_w = ipc.pipe()
         local pids = {}
         for i = 1, 8 do
-          pids[i] = fork(function()
+          pids[i] = S.child(function()
             go_w:close()
             local f = assert(ipc.open(path, "r+"))
             go_r:read(1) -- everyone starts together, at eof
@@ -137,7 +121,7 @@ describe("locks", function()
         end
         go_r:close()
         go_w:close()
-        for i = 1, 8 do assert.equal(0, exitcode(pids[i])) end
+        for i = 1, 8 do assert.equal(0, S.wait(pids[i])) end
         assert.equal("2400", slurp(path))
       end)
     end
@@ -174,7 +158,7 @@ describe("locks", function()
         assert.is_truthy(l, msg)
         assert.is_true(ipc.monotime() - t0 > 0.05) -- it really waited
         assert.is_true(l:release())
-        assert.equal(0, exitcode(pid))
+        assert.equal(0, S.wait(pid))
         f:close()
       end)
 
@@ -195,7 +179,7 @@ describe("locks", function()
         assert.is_nil(l)
         assert.is_true(err == E.EAGAIN or err == E.EACCES)
         hold:close()
-        assert.equal(0, exitcode(pid))
+        assert.equal(0, S.wait(pid))
         f:close()
       end)
     end
@@ -208,7 +192,7 @@ describe("locks", function()
       local b2, i2, c2 = sigstate()
       assert.same({ b1, i1, c1 }, { b2, i2, c2 })
       hold:close()
-      assert.equal(0, exitcode(pid))
+      assert.equal(0, S.wait(pid))
       f:close()
     end)
 
@@ -217,7 +201,7 @@ describe("locks", function()
         local f = assert(ipc.open(path, "r+"))
         local l = assert(ipc.flock(f, "ex"))
         local r, w = ipc.pipe()
-        local pid = fork(function()
+        local pid = S.child(function()
           r:close()
           local g = assert(ipc.open(path, "r+"))
           w:write("W")
@@ -234,7 +218,7 @@ describe("locks", function()
         assert(ipc.kill(pid, "CONT"))
         sleep(0.03)
         assert.is_true(l:release())
-        assert.equal(0, exitcode(pid))
+        assert.equal(0, S.wait(pid))
         f:close()
       end)
     end
@@ -290,7 +274,7 @@ describe("locks", function()
       assert(f:write(("x"):rep(100)))
       local ready_r, ready_w = ipc.pipe()
       local hold_r, hold_w = ipc.pipe()
-      local pid = fork(function()
+      local pid = S.child(function()
         ready_r:close()
         hold_w:close()
         local g = assert(ipc.open(path, "r+"))
@@ -315,7 +299,7 @@ describe("locks", function()
       -- F_OFD_GETLK sees the same POSIX lock
       assert.same({ type = "write", pid = pid, start = 10, len = 5 }, ipc.testlock(f, { ofd = true }))
       hold_w:close()
-      assert.equal(0, exitcode(pid))
+      assert.equal(0, S.wait(pid))
       assert.is_nil(ipc.testlock(f))
       ready_r:close()
       f:close()
@@ -360,7 +344,7 @@ describe("locks", function()
       local f = assert(ipc.open(path, "r+"))
       local l = assert(ipc.lock(f, { type = "write" }))
       local me = ipc.getpid()
-      local code = exitcode(fork(function()
+      local code = S.run(function()
         local t = ipc.testlock(f) -- the parent's lock conflicts with the child
         if not (t and t.pid == me) then return 1 end
         local mine, _, err = ipc.lock(f, { wait = false })
@@ -368,7 +352,7 @@ describe("locks", function()
         -- the inherited object's release() cannot drop the parent's lock
         if l:release() ~= true then return 3 end
         return 0
-      end))
+      end)
       assert.equal(0, code)
       assert.equal(1, trylock(path)) -- still ours
       assert.is_true(l:release())
@@ -392,7 +376,7 @@ describe("locks", function()
       local f = assert(ipc.open(path, "r+"))
       local mine = assert(ipc.lock(f, { start = 0, len = 1 }))
       local ready_r, ready_w = ipc.pipe()
-      local pid = fork(function()
+      local pid = S.child(function()
         ready_r:close()
         local g = assert(ipc.open(path, "r+"))
         assert(ipc.lock(g, { start = 1, len = 1 }))
@@ -412,7 +396,7 @@ describe("locks", function()
         deadlocks = deadlocks + 1
         assert.is_true(mine:release()) -- let the child through
       end
-      local code = exitcode(pid)
+      local code = S.wait(pid)
       if code == 3 then deadlocks = deadlocks + 1 else assert.equal(0, code) end
       assert.equal(1, deadlocks)
       if l then assert.is_true(l:release()) end
@@ -455,19 +439,19 @@ describe("locks", function()
         local f = assert(ipc.open(path, "r+"))
         local l = assert(kind.ex(f))
         -- the child's copy of the lock object, collected there, leaves the lock alone
-        assert.equal(0, exitcode(fork(function()
+        assert.equal(0, S.run(function()
           l = nil
           collectgarbage()
           collectgarbage()
           return 0
-        end)))
+        end))
         assert.equal(1, probe(path, function(g) return result(kind.ex(g, { wait = false })) end))
         -- the child holds the same lock: asking again succeeds, and releasing drops it for both
-        assert.equal(0, exitcode(fork(function()
+        assert.equal(0, S.run(function()
           local same = kind.ex(f, { wait = false })
           if not same then return 1 end
           return same:release() and 0 or 2
-        end)))
+        end))
         assert.equal(0, probe(path, function(g) return result(kind.ex(g, { wait = false })) end))
         assert.is_true(l:release())
         f:close()
@@ -644,46 +628,79 @@ describe("locks", function()
       assert.matches(pattern, err)
     end
 
+    -- the whole message of a bad argument: "bad argument #n to 'fn' (why)"
+    -- (called through pcall, Lua names the function from the module table)
+    local function bad(n, fname, why, fn, ...)
+      local ok, err = pcall(fn, ...)
+      assert.is_false(ok)
+      local name, got = err:match("^bad argument #" .. n .. " to '([%w%.]*)' %((.*)%)$")
+      assert.equal(fname, name and name:match("[%w]+$"), err)
+      assert.equal(why, got)
+    end
+    local FD = "descriptor expected (unixipc object, io file, integer or object with getfd/fileno), got "
+    local INT64 = "must be an integer from -9223372036854775808 to 9223372036854775807, got "
+
     it("flock", function()
-      raises("bad argument #1", ipc.flock)
-      raises("bad argument #1", ipc.flock, nil, "ex")
-      raises("bad argument #1", ipc.flock, "file", "ex")
-      raises("bad argument #1.*integer", ipc.flock, 1.5, "ex")
-      raises("bad argument #1.*negative", ipc.flock, -1, "ex")
-      raises("closed descriptor", ipc.flock, closed, "ex")
-      raises("closed file", ipc.flock, closedio, "ex")
-      raises("bad argument #2", ipc.flock, f)
-      raises("bad argument #2.*\"ex\" or \"sh\"", ipc.flock, f, "exclusive")
-      raises("bad argument #2", ipc.flock, f, "EX")
-      raises("bad argument #2", ipc.flock, f, "ex\0tra")
-      raises("bad argument #2", ipc.flock, f, {})
-      raises("bad argument #3.*options table", ipc.flock, f, "ex", "nb")
-      raises("bad argument #3.*unknown option 'type'", ipc.flock, f, "ex", { type = "write" })
-      raises("bad argument #3.*unknown option 'nowait'", ipc.flock, f, "ex", { nowait = true })
-      raises("bad argument #3.*option names must be strings", ipc.flock, f, "ex", { true })
-      raises("bad argument #3.*wait must be a boolean or a number", ipc.flock, f, "ex", { wait = "yes" })
-      raises("bad argument #3.*wait must not be negative", ipc.flock, f, "ex", { wait = -1 })
-      raises("bad argument #3.*wait must not be negative", ipc.flock, f, "ex", { wait = 0 / 0 })
+      bad(1, "flock", FD .. "no value", ipc.flock)
+      bad(1, "flock", FD .. "nil", ipc.flock, nil, "ex")
+      bad(1, "flock", FD .. "string", ipc.flock, "file", "ex")
+      bad(1, "flock", "descriptor must be an integer from 0 to 2147483647, got 1.5", ipc.flock, 1.5, "ex")
+      bad(1, "flock", "descriptor must be an integer from 0 to 2147483647, got -1", ipc.flock, -1, "ex")
+      bad(1, "flock", "attempt to use a closed descriptor", ipc.flock, closed, "ex")
+      bad(1, "flock", "attempt to use a closed file", ipc.flock, closedio, "ex")
+      bad(2, "flock", "lock mode expected (\"ex\" or \"sh\"), got no value", ipc.flock, f)
+      bad(2, "flock", "unknown lock mode 'exclusive'", ipc.flock, f, "exclusive")
+      bad(2, "flock", "unknown lock mode 'nope'", ipc.flock, f, "LOCK_SH|nope")
+      raises("^bad argument #2 to '[%w.]*flock' %(unknown lock mode 'ex", ipc.flock, f, "ex\0tra")
+      bad(2, "flock", "lock mode must be names or an integer, got table", ipc.flock, f, {})
+      -- another family's names are not lock modes
+      bad(2, "flock", "unknown lock mode 'write'", ipc.flock, f, "write")
+      bad(2, "flock", "unknown lock mode 'MSG_PEEK'", ipc.flock, f, "MSG_PEEK")
+      bad(3, "flock", "options must be a table, got string", ipc.flock, f, "ex", "nb")
+      bad(3, "flock", "unknown option 'type'", ipc.flock, f, "ex", { type = "write" })
+      bad(3, "flock", "unknown option 'nowait'", ipc.flock, f, "ex", { nowait = true })
+      bad(3, "flock", "option names must be strings, got number", ipc.flock, f, "ex", { true })
+      bad(3, "flock", "option 'wait' must be a boolean or a number of seconds, got string",
+        ipc.flock, f, "ex", { wait = "yes" })
+      bad(3, "flock", "option 'wait' must not be negative, got -1", ipc.flock, f, "ex", { wait = -1 })
+      raises("^bad argument #3 to '[%w.]*flock' %(option 'wait' must not be negative, got %-?nan%)$",
+        ipc.flock, f, "ex", { wait = 0 / 0 })
+      -- POSIX names in any case, short names and numbers are all lock modes
+      for _, mode in ipairs { "EX", "LOCK_EX", "lock_ex", ipc.LOCK_EX } do
+        local l = assert(ipc.flock(f, mode))
+        assert.matches("flock ex", tostring(l))
+        l:release()
+      end
       -- system failures are returned, not raised
       local l, msg, err = ipc.flock(1000000, "ex")
       assert.same({ nil, "flock: " .. ipc.strerror(E.EBADF), E.EBADF }, { l, msg, err })
     end)
 
     it("lock", function()
-      raises("bad argument #1", ipc.lock)
-      raises("bad argument #1", ipc.lock, {})
-      raises("closed descriptor", ipc.lock, closed)
-      raises("closed file", ipc.lock, closedio)
-      raises("bad argument #2.*options table", ipc.lock, f, "write")
-      raises("bad argument #2.*unknown type 'exclusive'", ipc.lock, f, { type = "exclusive" })
-      raises("bad argument #2.*type must be a string", ipc.lock, f, { type = 1 })
-      raises("bad argument #2.*start must be an integer, got a float", ipc.lock, f, { start = 1.5 })
-      raises("bad argument #2.*start must be an integer, got string", ipc.lock, f, { start = "0" })
-      raises("bad argument #2.*len must be an integer", ipc.lock, f, { len = {} })
-      raises("bad argument #2.*unknown whence 'middle'", ipc.lock, f, { whence = "middle" })
-      raises("bad argument #2.*ofd must be a boolean", ipc.lock, f, { ofd = 1 })
-      raises("bad argument #2.*wait must be", ipc.lock, f, { wait = {} })
-      raises("bad argument #2.*unknown option 'mode'", ipc.lock, f, { mode = "ex" })
+      bad(1, "lock", FD .. "no value", ipc.lock)
+      bad(1, "lock", FD .. "a table with neither", ipc.lock, {})
+      bad(1, "lock", "attempt to use a closed descriptor", ipc.lock, closed)
+      bad(1, "lock", "attempt to use a closed file", ipc.lock, closedio)
+      bad(2, "lock", "options must be a table, got string", ipc.lock, f, "write")
+      bad(2, "lock", "unknown lock type 'exclusive'", ipc.lock, f, { type = "exclusive" })
+      bad(2, "lock", "unknown lock type 99", ipc.lock, f, { type = 99 })
+      bad(2, "lock", "unknown lock type 'ex'", ipc.lock, f, { type = "ex" }) -- a flock mode
+      bad(2, "lock", "option 'start' " .. INT64 .. "1.5", ipc.lock, f, { start = 1.5 })
+      bad(2, "lock", "option 'start' " .. INT64 .. "string", ipc.lock, f, { start = "0" })
+      bad(2, "lock", "option 'len' " .. INT64 .. "table", ipc.lock, f, { len = {} })
+      bad(2, "lock", "unknown whence 'middle'", ipc.lock, f, { whence = "middle" })
+      bad(2, "lock", "option 'ofd' must be a boolean, got number", ipc.lock, f, { ofd = 1 })
+      bad(2, "lock", "option 'wait' must be a boolean or a number of seconds, got table",
+        ipc.lock, f, { wait = {} })
+      bad(2, "lock", "unknown option 'mode'", ipc.lock, f, { mode = "ex" })
+      -- a lock type and a whence by POSIX name (any case), short name or number
+      for _, t in ipairs { "F_WRLCK", "f_wrlck", "write", ipc.F_WRLCK } do
+        local l = assert(ipc.lock(f, { type = t, whence = "SEEK_SET" }))
+        assert.matches("fcntl write", tostring(l))
+        l:release()
+      end
+      local l0 = assert(ipc.lock(f, { type = "read", whence = ipc.SEEK_SET }))
+      l0:release()
       -- system failures are returned
       local l, msg, err = ipc.lock(f, { start = -1 })
       assert.same({ nil, "fcntl: " .. ipc.strerror(E.EINVAL), E.EINVAL }, { l, msg, err })
@@ -703,14 +720,17 @@ describe("locks", function()
     end)
 
     it("testlock", function()
-      raises("bad argument #1", ipc.testlock)
-      raises("closed descriptor", ipc.testlock, closed)
-      raises("bad argument #2.*options table", ipc.testlock, f, 5)
-      raises("bad argument #2.*unknown option 'wait'", ipc.testlock, f, { wait = true })
-      raises("bad argument #2.*unknown type 'x'", ipc.testlock, f, { type = "x" })
-      raises("bad argument #2.*start must be an integer", ipc.testlock, f, { start = 0.5 })
-      raises("bad argument #2.*whence must be a string", ipc.testlock, f, { whence = 0 })
-      raises("bad argument #2.*unknown whence 'SET'", ipc.testlock, f, { whence = "SET" })
+      bad(1, "testlock", FD .. "no value", ipc.testlock)
+      bad(1, "testlock", "attempt to use a closed descriptor", ipc.testlock, closed)
+      bad(2, "testlock", "options must be a table, got number", ipc.testlock, f, 5)
+      bad(2, "testlock", "unknown option 'wait'", ipc.testlock, f, { wait = true })
+      bad(2, "testlock", "unknown lock type 'x'", ipc.testlock, f, { type = "x" })
+      bad(2, "testlock", "option 'start' " .. INT64 .. "0.5", ipc.testlock, f, { start = 0.5 })
+      bad(2, "testlock", "whence expected, got boolean", ipc.testlock, f, { whence = true })
+      bad(2, "testlock", "unknown whence 'SEEK_MIDDLE'", ipc.testlock, f, { whence = "SEEK_MIDDLE" })
+      bad(2, "testlock", "unknown whence 99", ipc.testlock, f, { whence = 99 })
+      assert.is_nil(ipc.testlock(f, { whence = "SET" })) -- any case: nobody else holds a lock
+      assert.is_nil(ipc.testlock(f, { whence = 0 }))
       local t, msg, err = ipc.testlock(1000000)
       assert.same({ nil, "fcntl: " .. ipc.strerror(E.EBADF), E.EBADF }, { t, msg, err })
     end)

@@ -3,21 +3,10 @@
 -- ipc._exit, even when its body fails, so busted's reporters only ever run
 -- in the busted process.
 local ipc = require "unixipc"
+local S = require "support"
 
 local E = ipc.errno
 local MYPID = ipc.getpid()
-
--- run body() in a forked child; the child exits with body's return value
--- (default 0), or 99 with the error on stderr
-local function forked(body)
-  local pid = assert(ipc.fork())
-  if pid == 0 then
-    local ok, code = pcall(body)
-    if not ok then pcall(io.stderr.write, io.stderr, "child: ", tostring(code), "\n") end
-    ipc._exit(ok and (code or 0) or 99)
-  end
-  return pid
-end
 
 -- everything a socket (or pipe) delivers until end of stream
 local function readall(s)
@@ -97,7 +86,7 @@ describe("fork and waitpid", function()
     -- (not SIGINT: lua.c catches it and turns it into a Lua error)
     for _, sig in ipairs({ "TERM", "SIGKILL", "usr1", ipc.SIGUSR2 }) do
       local r, w = ipc.pipe()
-      local pid = forked(function() w:close(); r:read(1) end)
+      local pid = S.child(function() w:close(); r:read(1) end)
       r:close()
       assert.is_true(ipc.kill(pid, sig))
       local p, how, code = ipc.waitpid(pid)
@@ -110,7 +99,7 @@ describe("fork and waitpid", function()
 
   it("nohang returns 0 while the child runs", function()
     local r, w = ipc.pipe()
-    local pid = forked(function() w:close(); r:read(1); return 3 end)
+    local pid = S.child(function() w:close(); r:read(1); return 3 end)
     r:close()
     local n = select("#", ipc.waitpid(pid, "nohang"))
     assert.equal(1, n)
@@ -121,7 +110,7 @@ describe("fork and waitpid", function()
   end)
 
   it("waitpid(-1) reaps any child; ECHILD when there is none", function()
-    local pid = forked(function() return 5 end)
+    local pid = S.child(function() return 5 end)
     assert.same({ pid, "exit", 5 }, { ipc.waitpid() })
     local none, msg, err = ipc.waitpid(-1)
     assert.is_nil(none)
@@ -131,7 +120,7 @@ describe("fork and waitpid", function()
 
   it("sees stopped and continued children when asked", function()
     local r, w = ipc.pipe()
-    local pid = forked(function() w:close(); r:read(1) end)
+    local pid = S.child(function() w:close(); r:read(1) end)
     r:close()
     ipc.kill(pid, "STOP")
     assert.same({ pid, "stop", ipc.SIGSTOP }, { ipc.waitpid(pid, "untraced") })
@@ -158,7 +147,7 @@ describe("fork and waitpid", function()
 
   it("gives the child its own pid and the parent's as getppid", function()
     local a, b = ipc.socketpair()
-    local pid = forked(function()
+    local pid = S.child(function()
       a:close()
       b:sendall(("%d %d"):format(ipc.getpid(), ipc.getppid()))
     end)
@@ -200,7 +189,7 @@ describe("fork and waitpid", function()
     assert.has_error(function() ipc.kill(MYPID, {}) end)
     assert.has_error(function() ipc.getsid("x") end)
     -- _exit must raise before exiting: try it where a miss costs nothing
-    local pid = forked(function()
+    local pid = S.child(function()
       local a = pcall(ipc._exit, "x")
       local b = pcall(ipc._exit, {})
       local c = pcall(ipc._exit, 1.5)
@@ -213,7 +202,7 @@ end)
 describe("setsid and getsid", function()
   it("makes the child a session leader, once", function()
     local a, b = ipc.socketpair()
-    local pid = forked(function()
+    local pid = S.child(function()
       a:close()
       local before = ipc.getsid()
       local sid = ipc.setsid()
@@ -263,7 +252,7 @@ describe("dup2", function()
     local a, b = ipc.socketpair()
     local x, y = ipc.socketpair()
     local target = 200
-    local pid = forked(function()
+    local pid = S.child(function()
       a:close()
       ipc.dup2(b, 1)
       ipc.dup2(y, target)         -- a copy: survives exec
@@ -299,7 +288,7 @@ describe("exec", function()
   -- run exec(...) in a child whose stdout and stderr go down a socket
   local function execout(path, argv, env)
     local a, b = ipc.socketpair()
-    local pid = forked(function()
+    local pid = S.child(function()
       a:close()
       ipc.dup2(b, 1)
       ipc.dup2(b, 2)
@@ -419,7 +408,7 @@ describe("chdir and umask", function()
 
   it("chdir changes the directory of a child; fails with ENOENT", function()
     local a, b = ipc.socketpair()
-    local pid = forked(function()
+    local pid = S.child(function()
       a:close()
       assert(ipc.chdir("/"))
       local p = io.popen("pwd")
@@ -713,11 +702,14 @@ end)
 describe("argument ranges and kinds (review fixes)", function()
   it("refuses pids and codes that do not fit, instead of truncating them", function()
     -- 2^32 would truncate to 0 (our process group), 2^32-1 to -1 (every process)
-    assert.error_matches(function() ipc.kill(1 << 32, 0) end, "bad argument #1 to 'kill' %(pid out of range%)")
-    assert.error_matches(function() ipc.kill(4294967295, 0) end, "pid out of range")
-    assert.error_matches(function() ipc.waitpid(1 << 40) end, "pid out of range")
-    assert.error_matches(function() ipc.getsid(1 << 40) end, "pid out of range")
-    assert.error_matches(function() ipc._exit(1 << 40) end, "exit code out of range")
+    local pid = "pid must be an integer from %-2147483648 to 2147483647, got "
+    assert.error_matches(function() ipc.kill(1 << 32, 0) end, "bad argument #1 to 'kill' %(" .. pid .. "4294967296%)")
+    assert.error_matches(function() ipc.kill(4294967295, 0) end, "bad argument #1 to 'kill' %(" .. pid .. "4294967295%)")
+    assert.error_matches(function() ipc.waitpid(1 << 40) end, "bad argument #1 to 'waitpid' %(" .. pid .. "1099511627776%)")
+    assert.error_matches(function() ipc.getsid(1 << 40) end,
+      "bad argument #1 to 'getsid' %(pid must be an integer from 0 to 2147483647, got 1099511627776%)")
+    assert.error_matches(function() ipc._exit(1 << 40) end,
+      "bad argument #1 to '_exit' %(exit code must be an integer from %-2147483648 to 2147483647, got 1099511627776%)")
   end)
 
   it("refuses paths with a NUL byte instead of cutting them short", function()

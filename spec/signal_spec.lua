@@ -32,17 +32,6 @@ end
 
 local O_ASYNC, O_NONBLOCK = ipc.O_ASYNC, ipc.O_NONBLOCK
 
--- run fn in a forked child; the child always ends in _exit (fn's number, 99 on error)
-local function child(fn)
-  local pid = assert(ipc.fork())
-  if pid == 0 then
-    local ok, code = pcall(fn)
-    if not ok then io.stderr:write(tostring(code), "\n") end
-    ipc._exit(ok and (code or 0) or 99)
-  end
-  return pid
-end
-
 local function tcppair()
   local srv = assert(ipc.listen("127.0.0.1:0"))
   local c = assert(ipc.connect(srv:getsockname()))
@@ -92,7 +81,7 @@ describe("signalfd", function()
 
   it("names the sending process", function()
     local sig = assert(ipc.signalfd("USR2"))
-    local pid = child(function()
+    local pid = S.child(function()
       assert(ipc.kill(ipc.getppid(), "USR2"))
       return 0
     end)
@@ -123,7 +112,7 @@ describe("signalfd", function()
     -- again; the wait resumes with the time left, not a fresh timeout
     local a = assert(ipc.signalfd({ "USR1" }))
     local b = assert(ipc.signalfd({ "USR2" }))
-    local pid = child(function()
+    local pid = S.child(function()
       for _ = 1, 12 do
         local t = ipc.monotime() + 0.03
         while ipc.monotime() < t do end
@@ -143,7 +132,7 @@ describe("signalfd", function()
 
   it("waits forever by default until a signal comes", function()
     local sig = assert(ipc.signalfd({ "USR1" }))
-    local pid = child(function()
+    local pid = S.child(function()
       local t = ipc.monotime() + 0.05
       while ipc.monotime() < t do end
       ipc.kill(ipc.getppid(), "USR1")
@@ -195,7 +184,7 @@ describe("signalfd", function()
   end)
 
   it("leaves them pending with drain = false (signalfd)", function()
-    local pid = child(function()
+    local pid = S.child(function()
       local sig = assert(ipc.signalfd({ "USR1" }, { drain = false }))
       ipc.kill(ipc.getpid(), "USR1")
       sig:close() -- signalfd: USR1 now delivered, default action
@@ -268,12 +257,12 @@ describe("signalfd", function()
     local sig = assert(ipc.signalfd({ "USR1", "URG" }))
     local fd = sig:fileno()
     local sp = selfpipe(sig)
-    local kept = child(function()
+    local kept = S.child(function()
       -- without reset: signalfd keeps them blocked, the fallback its handler
       if sp then return has(mask("SigCgt"), ipc.SIGUSR1) and 0 or 1 end
       return has(mask("SigBlk"), ipc.SIGUSR1) and 0 or 1
     end)
-    local reset = child(function()
+    local reset = S.child(function()
       if ipc._sigreset() ~= 1 then return 2 end
       local blk, cgt = mask("SigBlk"), mask("SigCgt")
       if has(blk, ipc.SIGUSR1) or has(blk, ipc.SIGURG) then return 3 end
@@ -327,8 +316,10 @@ describe("signalfd", function()
     assert.has_error(function() ipc.signalfd({ "NOPE" }) end, "bad argument #1 to 'signalfd' (unknown signal 'NOPE')")
     assert.has_error(function() ipc.signalfd({ "USR1", {} }) end,
       "bad argument #1 to 'signalfd' (signal name or number expected, got table)")
-    assert.has_error(function() ipc.signalfd({ 1.5 }) end)
-    assert.has_error(function() ipc.signalfd({ 0 }) end, "bad argument #1 to 'signalfd' (no signal number 0)")
+    local range = "bad argument #1 to 'signalfd' (signal number must be an integer from 1 to " .. ipc.SIGRTMAX .. ", got "
+    assert.has_error(function() ipc.signalfd({ 1.5 }) end, range .. "1.5)")
+    assert.has_error(function() ipc.signalfd({ 0 }) end, range .. "0)")
+    assert.has_error(function() ipc.signalfd({ ipc.SIGRTMAX + 1 }) end, range .. (ipc.SIGRTMAX + 1) .. ")")
     assert.has_error(function() ipc.signalfd({ "KILL" }) end,
       "bad argument #1 to 'signalfd' (signal KILL cannot be caught or blocked)")
     assert.has_error(function() ipc.signalfd("SIGSTOP") end,
@@ -344,14 +335,14 @@ describe("signalfd", function()
     assert.has_error(function() ipc.signalfd({ "USR1" }, { bogus = 1 }) end,
       "bad argument #2 to 'signalfd' (unknown option 'bogus')")
     assert.has_error(function() ipc.signalfd({ "USR1" }, { drain = "yes" }) end,
-      "bad argument #2 to 'signalfd' (opts.drain must be a boolean, got string)")
+      "bad argument #2 to 'signalfd' (option 'drain' must be a boolean, got string)")
     -- nothing was blocked by the failed calls
     assert.is_false(has(mask("SigBlk"), ipc.SIGUSR1))
 
     local sig = assert(ipc.signalfd({ "USR1" }))
     assert.has_error(function() sig:read("soon") end,
       "bad argument #1 to 'read' (timeout must be a number of seconds or nil, got string)")
-    assert.has_error(function() sig:read(-1) end, "bad argument #1 to 'read' (timeout must not be negative)")
+    assert.has_error(function() sig:read(-1) end, "bad argument #1 to 'read' (timeout must not be negative, got -1)")
     assert.has_error(function() sig.read(42) end)
     assert.has_error(function() sig.read(io.stdout) end)
     sig:close()
@@ -373,9 +364,7 @@ describe("reap", function()
     local sig = assert(ipc.signalfd({ "CHLD" }))
     local want = {}
     for i = 1, 5 do
-      local pid = assert(ipc.fork())
-      if pid == 0 then ipc._exit(i) end
-      want[pid] = i
+      want[S.child(function() return i end)] = i
     end
     local first = assert(sig:read(2))
     assert.equal("CHLD", first.name)
@@ -397,7 +386,7 @@ describe("reap", function()
   end)
 
   it("reports how a child was killed", function()
-    local pid = child(function()
+    local pid = S.child(function()
       while true do ipc.poll({}, 1) end
     end)
     ipc.kill(pid, "TERM")
@@ -532,9 +521,12 @@ describe("asynchronous socket events", function()
   it("rejects bad arguments", function()
     local a, b = ipc.socketpair()
     local r, w = ipc.pipe()
-    assert.has_error(function() a:setowner("me") end, "bad argument #1 to 'setowner' (pid must be an integer, got string)")
-    assert.has_error(function() a:setowner(1.5) end, "bad argument #1 to 'setowner' (pid must be an integer, got a float)")
-    assert.has_error(function() a:setowner(1 << 40) end, "bad argument #1 to 'setowner' (pid out of range)")
+    -- a negative owner is a process group; INT_MIN has no positive group
+    local range = "bad argument #1 to 'setowner' (pid must be an integer from -2147483647 to 2147483647, got "
+    assert.has_error(function() a:setowner("me") end, range .. "string)")
+    assert.has_error(function() a:setowner(1.5) end, range .. "1.5)")
+    assert.has_error(function() a:setowner(1 << 40) end, range .. "1099511627776)")
+    assert.has_error(function() a:setowner(-2147483648) end, range .. "-2147483648)")
     assert.has_error(function() a:setasync() end, "bad argument #1 to 'setasync' (boolean expected, got no value)")
     assert.has_error(function() a:setasync("yes") end, "bad argument #1 to 'setasync' (boolean expected, got string)")
     assert.has_error(function() a:setasync(true, "NOPE") end, "bad argument #2 to 'setasync' (unknown signal 'NOPE')")
@@ -583,7 +575,7 @@ describe("a bridge stripped of its metatable (review fix)", function()
   -- then stays open (leaked, like a forgotten descriptor), and what the
   -- module keeps about live bridges must not point into freed memory
   it("is leaked open, and exec still restores the mask from it", function()
-    local pid = child(function()
+    local pid = S.child(function()
       local sig = assert(ipc.signalfd({ "USR2" }))
       debug.setmetatable(sig, nil)
       sig = nil -- luacheck: ignore

@@ -97,24 +97,50 @@ function M.nonblocking(obj)
   return M.fdflags(obj:fileno()) & ipc.O_NONBLOCK ~= 0
 end
 
--- run fn in a forked child that always ends in _exit (0 on success, 1 on error)
-function M.child(fn)
+-- run fn(...) in a forked child that always ends in _exit, never back in
+-- busted: the exit code is fn's integer result (0 for anything else), or
+-- 99 when fn raises (the error goes to stderr). Returns the child's pid.
+M.FAILED = 99
+function M.child(fn, ...)
   local pid = assert(ipc.fork())
   if pid == 0 then
-    local ok, err = pcall(fn)
-    if not ok then io.stderr:write("child: ", tostring(err), "\n") end
-    io.stdout:flush()
-    io.stderr:flush()
-    ipc._exit(ok and 0 or 1)
+    local ok, code = pcall(fn, ...)
+    if not ok then pcall(io.stderr.write, io.stderr, "child: ", tostring(code), "\n") end
+    pcall(io.stdout.flush, io.stdout)
+    pcall(io.stderr.flush, io.stderr)
+    ipc._exit(not ok and M.FAILED or math.type(code) == "integer" and code or 0)
   end
   return pid
 end
 
--- wait for a child and return its exit code (or "signal N")
-function M.wait(pid)
-  local _, how, code = ipc.waitpid(pid)
+-- wait for a child: its exit code, or "signal N" (or "stop N" ...). With
+-- a timeout, a child still running then is killed, reaped, and "timeout"
+-- returned: a safety net for a child that must not block, not a measure.
+function M.wait(pid, timeout)
+  local got, how, code
+  if timeout then
+    local deadline = ipc.monotime() + timeout
+    repeat
+      got, how, code = ipc.waitpid(pid, "nohang")
+      if got ~= 0 then break end
+      if ipc.monotime() > deadline then
+        ipc.kill(pid, "KILL")
+        ipc.waitpid(pid)
+        return "timeout"
+      end
+      ipc.sleep(0.005)
+    until false
+  else
+    got, how, code = ipc.waitpid(pid)
+  end
+  assert(got == pid, how)
   if how == "exit" then return code end
   return how .. " " .. tostring(code)
+end
+
+-- run fn(...) in a child and wait for it: its exit code (see M.child)
+function M.run(fn, ...)
+  return M.wait(M.child(fn, ...))
 end
 
 -- does this machine have an IPv6 loopback?
@@ -124,6 +150,16 @@ function M.has_ipv6()
   local ok = s:bind("[::1]:0")
   s:close()
   return ok == true
+end
+
+-- what stands at path: "socket", "file", "directory", "other", or nil
+-- (asked of test(1), not of the module under test)
+function M.filetype(path)
+  local q = M.quote(path)
+  for _, t in ipairs { { "-S", "socket" }, { "-d", "directory" }, { "-f", "file" }, { "-e", "other" } } do
+    if os.execute(("test %s %s"):format(t[1], q)) then return t[2] end
+  end
+  return nil
 end
 
 function M.have(cmd)

@@ -47,10 +47,13 @@ function M.bool(v, name, n, fname, level)
   return v
 end
 
+-- (the messages of the C core's uipc_secondsarg)
 function M.seconds(v, name, n, fname, level)
-  if v ~= nil and (type(v) ~= "number" or not (v >= 0)) then
-    argerror(level + 1, n, fname, "option '%s' must be a non-negative number of seconds, got %s",
-      name, type(v) == "number" and tostring(v) or type(v))
+  if v == nil then return v end
+  if type(v) ~= "number" then
+    argerror(level + 1, n, fname, "option '%s' must be a number of seconds or nil, got %s", name, type(v))
+  elseif not (v >= 0) then
+    argerror(level + 1, n, fname, "option '%s' must not be negative, got %s", name, tostring(v))
   end
   return v
 end
@@ -62,12 +65,13 @@ function M.callable(v)
 end
 
 -- f(...) on behalf of fname: an argument error f raises is raised again as
--- fname's (same argument number), at the user's line; results pass through
+-- fname's (same argument number), at the user's line; results pass through.
+-- relay runs in M.call's frame (a tail call), so level counts from there.
 local function relay(fname, level, ok, ...)
   if ok then return ... end
   local err = ...
   local n, why = match(tostring(err), "bad argument #(%d+) to '[^']*' %((.*)%)$")
-  if n then argerror(level + 2, n + 0, fname, "%s", why) end
+  if n then argerror(level + 1, n + 0, fname, "%s", why) end
   error(err, 0)
 end
 

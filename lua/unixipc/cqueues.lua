@@ -12,7 +12,8 @@
 local core = require "unixipc.core"
 local cqueues = require "cqueues"
 
-local cqpoll, cqrunning, monotime = cqueues.poll, cqueues.running, core.monotime
+local cqpoll, cqrunning, cqcancel, monotime = cqueues.poll, cqueues.running, cqueues.cancel,
+  core.monotime
 
 local prev
 
@@ -23,10 +24,12 @@ local function waiter(fd, ev, deadline)
     if timeout and timeout < 0 then timeout = 0 end
     if fd < 0 then
       cqpoll(timeout)
-    elseif timeout then
-      cqpoll({ pollfd = fd, events = ev }, timeout)
     else
-      cqpoll({ pollfd = fd, events = ev })
+      cqpoll({ pollfd = fd, events = ev }, timeout)
+      -- cqueues keeps a descriptor registered by number; ours may be
+      -- closed and the number reused by the time of the next wait, which
+      -- cqueues would then never register: each wait takes its own leave
+      cqcancel(fd)
     end
     return true
   end

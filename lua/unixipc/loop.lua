@@ -35,10 +35,12 @@ local CANCEL = setmetatable({}, { __tostring = function() return "cancelled" end
 -- ---- state (one loop per Lua state) ------------------------------------
 
 local pset                 -- ipc.pollset, made on first need
-local fdwaiters = {}       -- fd -> {[task] = events}
+local fdwaiters = {}       -- fd -> {[task] = events} (kept once made: no churn)
+local nfdwait = 0          -- tasks waiting on a descriptor
 local registered = {}      -- fd -> the events the pollset has for it
 local heap, nheap, seq = {}, 0, 0 -- timers: {at =, seq =, task =}
 local runq, nrunq = {}, 0  -- tasks to resume, in order
+local spare = {}           -- the other run queue: the two take turns
 local live = 0             -- tasks not finished
 local current              -- the task running now
 local inrun = false
@@ -96,9 +98,14 @@ end
 local function union(w)
   local r, wr, p = false, false, false
   for _, ev in next, w do
+    if ev == "r" then
+      r = true
+      goto continue
+    end
     if find(ev, "r", 1, true) then r = true end
     if find(ev, "w", 1, true) then wr = true end
     if find(ev, "p", 1, true) then p = true end
+    ::continue::
   end
   return (r and "r" or "") .. (wr and "w" or "") .. (p and "p" or "")
 end
@@ -120,9 +127,8 @@ end
 local function wake(t, val)
   local fd = t.fd
   if fd then
-    local w = fdwaiters[fd]
-    w[t] = nil
-    if next(w) == nil then fdwaiters[fd] = nil end
+    fdwaiters[fd][t] = nil
+    nfdwait = nfdwait - 1
     t.fd = nil
   end
   if t.timer then
@@ -147,6 +153,7 @@ local function register(t, fd, ev, deadline)
     end
     w[t] = ev
     t.fd = fd
+    nfdwait = nfdwait + 1
     local reg = registered[fd]
     if reg ~= ev and (reg == nil or union(w) ~= reg) then
       if not pset then pset = core.pollset() end
@@ -182,13 +189,13 @@ local function finish(t, state, a, b)
 end
 
 local function after(t, ok, a, ...)
+  if a == WAIT and ok then return register(t, ...) end -- the common case first
   if not ok then
     if a == CANCEL then return finish(t, "cancelled", "cancelled") end
     local tb = traceback(t.co, tostring(a))
     return finish(t, "failed", a, "task failed: " .. tb)
   end
   if costatus(t.co) == "dead" then return finish(t, "done", pack(a, ...)) end
-  if a == WAIT then return register(t, ...) end
   if a == SUSPEND then
     t.state = "suspended"
     return
@@ -198,23 +205,27 @@ local function after(t, ok, a, ...)
   push(t)
 end
 
+local function back(t, prev, ...)
+  current = prev
+  return after(t, ...)
+end
+
 local function runtask(t)
-  local prev = current
-  current = t
-  t.state = "running"
   local val = t.val
   t.val = nil
-  local ok, err = pcall(after, t, resume(t.co, val))
-  current = prev
-  if not ok then error(err, 0) end
+  t.state = "running"
+  local prev = current
+  current = t
+  return back(t, prev, resume(t.co, val))
 end
 
 -- run what is ready now (tasks woken meanwhile wait for the next pass)
 local function runready()
   local q, n = runq, nrunq
-  runq, nrunq = {}, 0
+  runq, nrunq, spare = spare, 0, q
   for i = 1, n do
     local t = q[i]
+    q[i] = nil
     if t.state == "ready" then runtask(t) end
   end
 end
@@ -231,25 +242,27 @@ local function poll(limit)
     if at then
       timeout = at - monotime()
       if timeout < 0 then timeout = 0 end
-    elseif next(fdwaiters) == nil then
+    elseif nfdwait == 0 then
       error("loop: every task waits for another task, and nothing can wake them (deadlock)", 0)
     end
   end
   if pset and #pset > 0 then
     local ready = pset:wait(timeout)
     for fd, letters in pairs(ready) do
-      local w = fdwaiters[fd]
+      local w, woke = fdwaiters[fd], false
       if w then
-        for t, ev in pairs(w) do
+        for t, ev in next, w do
           -- an error, a hang-up or a closed number wakes every waiter: its call will see it
-          if find(letters, "[ehn]") or (find(ev, "r", 1, true) and find(letters, "r", 1, true))
+          if ev == letters or find(letters, "[ehn]") or (find(ev, "r", 1, true) and find(letters, "r", 1, true))
             or (find(ev, "w", 1, true) and find(letters, "w", 1, true))
             or (find(ev, "p", 1, true) and find(letters, "p", 1, true)) then
             wake(t, letters)
+            woke = true
           end
         end
       end
-      interest(fd)
+      -- reported with nobody to wake: stale, or wanted for less than it has
+      if not woke then interest(fd) end
     end
   elseif timeout and timeout > 0 then
     core.sleep(timeout)
@@ -298,25 +311,33 @@ function M.spawn(fn, ...)
   return t
 end
 
--- run([timeout]) -> true when no task is left | nil, "timeout", ETIMEDOUT
-function M.run(timeout)
-  check.seconds(timeout, "timeout", 1, "run", 2)
-  if current then error("loop.run: called inside a task (the loop is already running)", 2) end
-  if inrun then error("loop.run: the loop is already running", 2) end
+-- run the loop from outside any task until done() answers true (true), or
+-- until `timeout` seconds have passed (false)
+local function drive(done, timeout)
   local limit = timeout and monotime() + timeout
   inrun = true
-  local ok, err = pcall(function()
-    while live > 0 do
+  local ok, res = pcall(function()
+    while not done() do
       runready()
-      if live == 0 then break end
+      if done() then break end
       if limit and monotime() >= limit then return false end
       poll(limit)
     end
     return true
   end)
   inrun = false
-  if not ok then error(err, 0) end
-  if err == false then return nil, "timeout", ETIMEDOUT end
+  if not ok then error(res, 0) end
+  return res
+end
+
+local function nolive() return live == 0 end
+
+-- run([timeout]) -> true when no task is left | nil, "timeout", ETIMEDOUT
+function M.run(timeout)
+  check.seconds(timeout, "timeout", 1, "run", 2)
+  if current then error("loop.run: called inside a task (the loop is already running)", 2) end
+  if inrun then error("loop.run: the loop is already running", 2) end
+  if not drive(nolive, timeout) then return nil, "timeout", ETIMEDOUT end
   return true
 end
 
@@ -404,20 +425,7 @@ function Task:join(timeout)
     return results(self)
   end
   if inrun then error("join: outside a task while the loop runs", 2) end
-  local limit = timeout and monotime() + timeout
-  inrun = true
-  local ok, err = pcall(function()
-    while not over(self) do
-      runready()
-      if over(self) then break end
-      if limit and monotime() >= limit then return false end
-      poll(limit)
-    end
-    return true
-  end)
-  inrun = false
-  if not ok then error(err, 0) end
-  if err == false then return nil, "timeout", ETIMEDOUT end
+  if not drive(function() return over(self) end, timeout) then return nil, "timeout", ETIMEDOUT end
   return results(self)
 end
 

@@ -11,9 +11,12 @@ local errno = core.errno
 local ENOENT, EADDRINUSE, ECONNREFUSED, EAGAIN = errno.ENOENT, errno.EADDRINUSE,
   errno.ECONNREFUSED, errno.EAGAIN
 
--- every address to try, or nil, msg, code; argument errors are fname's
+-- every address to try, or nil, msg, code; argument errors are fname's,
+-- raised at the line that called fname (level 3 from here: not a tail
+-- call, so that this frame is there to count)
 local function resolve(fname, addr, socktype, passive)
-  return check.call(fname, 2, core._resolve, addr, socktype, passive, fname)
+  local list, msg, err = check.call(fname, 3, core._resolve, addr, socktype, passive, fname)
+  return list, msg, err
 end
 
 local LISTEN = { backlog = true, mode = true, reuseaddr = true, reuseport = true, type = true,
@@ -22,15 +25,22 @@ local LISTEN = { backlog = true, mode = true, reuseaddr = true, reuseport = true
 -- listen{unlink = true}: the path may go only if it is a socket file that
 -- nobody answers on (connect is refused): never a regular file, a
 -- directory, or a live server's socket
-local function clearstale(path, socktype)
+local function clearstale(path)
   local kind, msg, err = core._filetype(path)
   if not kind then
     if err == ENOENT then return true end
     return nil, msg, err
   end
   local busy = format("listen %s: Address already in use", path)
-  if kind ~= "socket" then return nil, busy .. " (by a " .. kind .. ")", EADDRINUSE end
-  local probe, m, e = core.socket("unix", socktype, { nonblock = true })
+  if kind ~= "socket" then
+    local what = kind == "other" and "something that is not a socket" or "a " .. kind
+    return nil, busy .. " (by " .. what .. ")", EADDRINUSE
+  end
+  -- a datagram probe asks without side effects: a live datagram server
+  -- takes the connect (nothing is queued), a live stream or seqpacket one
+  -- answers EPROTOTYPE (no connection lands in its backlog), and only a
+  -- socket file nobody is bound to refuses it
+  local probe, m, e = core.socket("unix", "dgram", { nonblock = true })
   if not probe then return nil, m, e end
   local ok
   ok, m, e = probe:connect(path)
@@ -72,7 +82,7 @@ local function listen(addr, opts)
     if ok and opts.ipv6only ~= nil and fam == "inet6" then
       ok, m, e = s:setoption("ipv6only", opts.ipv6only)
     end
-    if ok and path and opts.unlink then ok, m, e = clearstale(path, socktype) end
+    if ok and path and opts.unlink then ok, m, e = clearstale(path) end
     if ok then
       ok, m, e = bindmode(s, a, path and opts.mode)
       -- unlink = true: the path is ours, and goes when this process closes the socket
