@@ -12,4 +12,23 @@ describe("server examples", function()
     assert.matches("40 of 40 later requests came back on the connection's first worker %(keep%-alive%)\n", out)
     assert.matches("server stopped by SIGTERM: 3 workers started, 0 crashed\n$", out)
   end)
+
+  it("systemd_http.lua (under systemd-socket-activate, then upgraded in place)", function()
+    if not S.have("systemd-socket-activate") then
+      pending("systemd-socket-activate is not installed (Debian package systemd): skipped")
+      return
+    end
+    local out, ok = S.example("systemd_http.lua")
+    assert.is_true(ok, out)
+    assert.equal(table.concat({
+      "tcp:  hello from pid N (master N)",
+      "unix: hello from pid N (master N)",
+      "master ready, pid file written: true",
+      "upgraded: a new master took over: true",
+      "the old master left: true",
+      "tcp after the upgrade, served by the new master's workers: true",
+      "unix path still there: true",
+      "stopped, pid file removed: true",
+    }, "\n") .. "\n", out)
+  end)
 end)

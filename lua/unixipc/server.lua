@@ -650,6 +650,8 @@ local function ended(S, slot, how, code)
   S.log(fmt("worker %d (pid %d) %s; restarting in %.2fs", slot.id, p.pid, describe(how, code), delay))
 end
 
+local readupgrade -- below, with the upgrade
+
 local function endupgrade(S, why)
   local u = S.upgrading
   S.upgrading = nil
@@ -688,8 +690,12 @@ local function reap(S)
   end
   local u = S.upgrading
   if u and u.proc:running() == false then
-    local _, how, code = u.proc:wait()
-    endupgrade(S, fmt("the new master (pid %d) %s before it was ready", u.proc.pid, describe(how, code)))
+    -- what it reported before it ended (an exec failure) says more than its status
+    if u.chan and ipc.poll({ [u.chan] = "r" }, 0)[u.chan] then readupgrade(S) end
+    if S.upgrading == u then
+      local _, how, code = u.proc:wait()
+      endupgrade(S, fmt("the new master (pid %d) %s before it was ready", u.proc.pid, describe(how, code)))
+    end
   end
   -- slots removed by TTOU go once their worker has
   i = 1
@@ -989,7 +995,7 @@ upgrade = function(S)
 end
 
 -- the new master's report over the socketpair
-local function readupgrade(S)
+readupgrade = function(S)
   local u = S.upgrading
   local msg = u.chan:recv()
   if type(msg) == "table" and mtype(msg.ready) == "integer" then
