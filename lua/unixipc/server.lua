@@ -347,8 +347,13 @@ local function taskworker(S, chan, limit)
     if active == 0 then stop() end
   end
 
-  -- shared mode: take the lock while there is a free slot, wait for a
-  -- connection, accept what the free slots allow, let go of the lock
+  -- shared mode: while this worker has a free slot it waits for the
+  -- listeners to be readable, then tries the accept lock (never waiting
+  -- for it) and accepts what its free slots allow. Only workers with a free
+  -- slot wait, and the least busy one tends to get there first: a worker
+  -- that held the lock while it waited would take every connection up to
+  -- its concurrency and leave the others idle. A full worker neither waits
+  -- nor locks; the lock is never held across a wait or a handler.
   local waitset
   if #listeners > 1 then
     waitset = {}
@@ -356,32 +361,36 @@ local function taskworker(S, chan, limit)
   end
   acceptloop = function()
     while not W.closing and active < n do
+      local ready, failed, leaving
+      if waitset then ready = ipc.poll(waitset) else loop.wait(listeners[1], "r") end
       do
-        local lk <close> = lockfd and assert(ipc.lock(lockfd, { type = "write" }))
-        local ready
-        if waitset then ready = ipc.poll(waitset) else loop.wait(listeners[1], "r") end
-        for _, l in ipairs(listeners) do
-          if not ready or ready[l] then
-            while active < n do
-              local conn, addr, err = l:accept()
-              if not conn then
-                if not TRANSIENT[err] then
-                  log(fmt("accept failed in worker %d: %s", getpid(), tostring(addr)))
-                  loop.sleep(0.05)
+        local lk <close> = lockfd and ipc.lock(lockfd, { type = "write", wait = false }) or nil
+        if lk or not lockfd then
+          for _, l in ipairs(listeners) do
+            if not ready or ready[l] then
+              while active < n and not leaving do
+                local conn, addr, err = l:accept()
+                if not conn then
+                  if not TRANSIENT[err] then failed = addr end
+                  break
                 end
-                break
-              end
-              start(conn, addr)
-              if limit and taken >= limit then
-                post("leaving")
-                close()
-                break
+                start(conn, addr)
+                leaving = limit and taken >= limit
               end
             end
           end
         end
       end
-      loop.yield() -- the handlers run before this worker competes for the lock again
+      if failed then
+        log(fmt("accept failed in worker %d: %s", getpid(), tostring(failed)))
+        loop.sleep(0.05) -- EMFILE and friends: no busy loop on them
+      end
+      if leaving then
+        post("leaving")
+        close()
+        break
+      end
+      loop.yield() -- the handlers run before this worker looks again
     end
     if acceptor == loop.current() then acceptor = nil end
   end
