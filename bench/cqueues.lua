@@ -147,6 +147,55 @@ loops["peer-echo"] = function()
   end
 end
 
+-- the cqueues server of "http keep-alive, many connections": one task per
+-- connection under a controller in each of 2 processes sharing the listener
+-- (cqueues has no fork: the second process comes from unixipc's).
+-- lua5.4 bench/cqueues.lua httpka PORTFILE [PROCS]
+loops.httpka = function()
+  local portfile, procs = arg[2], tonumber(arg[3] or "2")
+  local ipc = require "unixipc"
+  local reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
+    .. "Hello, world\n"
+  local srv = assert(socket.listen { host = "127.0.0.1", port = 0, backlog = 1024 })
+  assert(srv:listen())
+  local _, _, port = srv:localname()
+  local function serve()
+    local cq = cqueues.new()
+    cq:wrap(function()
+      for con in srv:clients() do
+        cq:wrap(function()
+          con:setmode("tl", "bf")
+          pcall(function() -- a reset connection raises from read
+            while true do
+              local line = con:read("*l")
+              if not line then break end
+              if line == "" then
+                con:write(reply)
+                if not con:flush() then break end
+              end
+            end
+          end)
+          con:close()
+        end)
+      end
+    end)
+    assert(cq:loop())
+  end
+  local pids = { ipc.getpid() }
+  for _ = 2, procs do
+    local pid = assert(ipc.fork())
+    if pid == 0 then
+      pcall(serve)
+      ipc._exit(0)
+    end
+    pids[#pids + 1] = pid
+  end
+  local f = assert(io.open(portfile, "w"))
+  f:write(port, "\n", table.concat(pids, " "), "\n")
+  f:close()
+  serve()
+end
+
 local fn = loops[loop]
 if not fn then
   io.write("na not available in cqueues\n")

@@ -2,6 +2,7 @@
  * C baselines for bench/run.lua: the same system calls as the Lua loops,
  * written plainly. Usage: loops LOOP SECONDS  -> "ok OPS WALL CPU"
  *                         loops httpd PORTFILE [WORKERS]
+ *                         loops httpka PORTFILE [PROCESSES]   (keep-alive, epoll)
  * (the server writes its port, then its pid and its workers' pids, to PORTFILE)
  * Built with -O2 into bench/bin/ by bench/run.sh.
  */
@@ -378,6 +379,88 @@ static int httpd(const char *portfile, int workers) {
   return 0;
 }
 
+/* ---- keep-alive HTTP server for wrk -c1000: epoll, N processes ------ */
+
+/*
+ * The limit for "http keep-alive, many connections": N processes share one
+ * listener, each with its own epoll set (the listener added with
+ * EPOLLEXCLUSIVE, so a connection wakes one of them), non-blocking
+ * connections, level-triggered; every "\r\n\r\n" in what a recv returns
+ * is one request (wrk sends each request in one write), answered in one
+ * send per recv.
+ */
+static void kaloop(int s) {
+  struct epoll_event ev, evs[256];
+  static char buf[65536], out[65536];
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) die("epoll_create1");
+  ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+  ev.data.fd = s;
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) < 0) die("epoll_ctl");
+  for (;;) {
+    int n = epoll_wait(ep, evs, 256, -1), i;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die("epoll_wait");
+    for (i = 0; i < n; i++) {
+      int fd = evs[i].data.fd;
+      ssize_t r;
+      size_t k = 0;
+      char *p;
+      if (fd == s) {
+        int c;
+        while ((c = accept4(s, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+          ev.events = EPOLLIN;
+          ev.data.fd = c;
+          if (epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) < 0) close(c);
+        }
+        continue;
+      }
+      r = recv(fd, buf, sizeof buf - 1, 0);
+      if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (r <= 0) {
+        close(fd); /* leaves the epoll set with its last descriptor */
+        continue;
+      }
+      buf[r] = '\0';
+      for (p = buf; (p = strstr(p, "\r\n\r\n")) != NULL && k + sizeof reply < sizeof out; p += 4) {
+        memcpy(out + k, reply, sizeof reply - 1);
+        k += sizeof reply - 1;
+      }
+      if (k > 0 && send(fd, out, k, MSG_NOSIGNAL) < 0 && errno != EAGAIN) close(fd);
+    }
+  }
+}
+
+static int httpka(const char *portfile, int procs) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  int one = 1, s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), i;
+  pid_t pids[64];
+  FILE *f;
+  if (s < 0) die("socket");
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s, 1024) < 0) die("listen");
+  getsockname(s, (struct sockaddr *)&sa, &len);
+  if (procs > 64) procs = 64;
+  for (i = 0; i < procs; i++) {
+    pid_t pid = pids[i] = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) kaloop(s);
+  }
+  f = fopen(portfile, "w");
+  if (!f) die(portfile);
+  fprintf(f, "%d\n%d", ntohs(sa.sin_port), (int)getpid());
+  for (i = 0; i < procs; i++) fprintf(f, " %d", (int)pids[i]);
+  fprintf(f, "\n");
+  fclose(f);
+  while (wait(NULL) > 0 || errno == EINTR) {
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   static const struct {
     const char *name;
@@ -392,6 +475,8 @@ int main(int argc, char **argv) {
   int i;
   if (argc >= 3 && strcmp(argv[1], "httpd") == 0)
     return httpd(argv[2], argc > 3 ? atoi(argv[3]) : 4);
+  if (argc >= 3 && strcmp(argv[1], "httpka") == 0)
+    return httpka(argv[2], argc > 3 ? atoi(argv[3]) : 2);
   if (argc < 3) {
     fprintf(stderr, "usage: loops LOOP SECONDS | loops httpd PORTFILE [WORKERS]\n");
     return 2;

@@ -2,6 +2,7 @@
 
 Usage: python3 bench/python.py LOOP SECONDS   -> "ok OPS WALL CPU" | "na REASON"
        python3 bench/python.py httpd PORTFILE -> ThreadingHTTPServer for wrk
+       python3 bench/python.py httpka PORTFILE [PROCS] -> asyncio keep-alive server, PROCS processes
 """
 import fcntl
 import os
@@ -217,6 +218,45 @@ def httpd(portfile):
     srv.serve_forever()
 
 
+def httpka(portfile, procs=2):
+    """asyncio streams, keep-alive: procs processes sharing one listener"""
+    import asyncio
+
+    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
+             b"Hello, world\n")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.setblocking(False)
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, sock=sock, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    pids = [os.getpid()]
+    for _ in range(procs - 1):
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(main())
+            os._exit(0)
+        pids.append(pid)
+    with open(portfile, "w") as f:
+        f.write("%d\n%s\n" % (sock.getsockname()[1], " ".join(map(str, pids))))
+    asyncio.run(main())
+
+
 LOOPS = {
     "sendrecv": sendrecv, "bulk": bulk, "pingpong": pingpong, "fdpass": fdpass,
     "flock": flock, "fcntl": fcntl_, "fork": fork, "signal": signal_,
@@ -226,6 +266,8 @@ LOOPS = {
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "httpd":
         httpd(sys.argv[2])
+    elif len(sys.argv) >= 3 and sys.argv[1] == "httpka":
+        httpka(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 2)
     elif len(sys.argv) >= 3 and sys.argv[1] in LOOPS:
         LOOPS[sys.argv[1]](float(sys.argv[2]))
     else:

@@ -45,6 +45,8 @@ local LOOPS = {
   { name = "taskswitch", what = "two tasks ping-pong 1 byte, one process (unixipc.loop)",
     cpu = true },
   { name = "http", what = "prefork HTTP server under wrk (requests/s)", http = true },
+  { name = "keepalive", what = "http keep-alive, many connections: wrk -t2 -c1000, 2 processes (requests/s)",
+    target = 0.70 },
 }
 
 local IMPLS = {
@@ -153,6 +155,83 @@ local function runhttp(impl)
   return nil, kind, why
 end
 
+-- "http keep-alive, many connections": wrk -t2 -c1000 against 2 server
+-- processes of each implementation: C epoll (loops httpka), unixipc
+-- (bench/httpka.lua: server.run, 2 workers, concurrency 1024), Python's
+-- asyncio streams, cqueues; each writes its port and pids to a file. The
+-- median p99 latency and the socket errors of every implementation go
+-- into the notes. BENCH_KA_SECONDS (default 5) per run, BENCH_KA_ROUNDS
+-- (default 5) runs at most.
+local KA_SECONDS = tonumber(getenv "BENCH_KA_SECONDS" or "") or 5
+local KA_ROUNDS = tonumber(getenv "BENCH_KA_ROUNDS" or "") or 5
+local HTTPKA = {
+  C = "bench/bin/loops httpka %s 2",
+  unixipc = "lua5.4 bench/httpka.lua %s 2 1024",
+  cqueues = "lua5.4 bench/cqueues.lua httpka %s 2",
+  Python = PYTHON ~= "" and (PYTHON .. " bench/python.py httpka %s 2") or nil,
+}
+local kastats = {} -- impl name -> {p99 = {ms, ...}, errors = {connect =, read =, write =, timeout =, non2xx =}}
+
+local function ms(v, unit)
+  v = tonumber(v)
+  if not v then return nil end
+  if unit == "us" then return v / 1000 elseif unit == "s" then return v * 1000 end
+  return v
+end
+
+local function runka(impl)
+  local tmpl = HTTPKA[impl.name]
+  if not tmpl then return nil, "na", "not available: no keep-alive server for " .. impl.name end
+  if WRK == "" then return nil, "na", "not available: wrk not installed" end
+  local st = kastats[impl.name] or { p99 = {}, errors = { connect = 0, read = 0, write = 0, timeout = 0, non2xx = 0 } }
+  kastats[impl.name] = st
+  if #st.p99 >= KA_ROUNDS then return nil, "na", "rounds done" end
+  local portfile = TMP .. ".port"
+  os.remove(portfile)
+  os.execute(("%s </dev/null >/dev/null 2>%s &"):format(tmpl:format(portfile), TMP))
+  local port, pids
+  for _ = 1, 200 do
+    local s = readfile(portfile)
+    port, pids = (s or ""):match "^(%d+)\n([%d ]+)\n"
+    if port then break end
+    sleep(0.05)
+  end
+  local value, kind, why
+  if not port then
+    kind, why = "error", "server did not start: " .. ((readfile(TMP) or ""):match "[^\n]*")
+  else
+    local out = sh(("%s%s -t2 -c1000 -d%ds --latency http://127.0.0.1:%s/ 2>&1"):format(
+      TIMEOUT ~= "" and ("%s -k 5 %d "):format(TIMEOUT, KA_SECONDS + 30) or "", WRK, KA_SECONDS, port))
+    value = tonumber(out:match "Requests/sec:%s*([%d.]+)")
+    if not value then kind, why = "error", "wrk: " .. out:gsub("\n", " ") end
+    local p99 = ms(out:match "%s99%%%s+([%d.]+)(%a+)")
+    if p99 then st.p99[#st.p99 + 1] = p99 end
+    local c, r, w, t = out:match "Socket errors: connect (%d+), read (%d+), write (%d+), timeout (%d+)"
+    if c then
+      st.errors.connect = st.errors.connect + c
+      st.errors.read = st.errors.read + r
+      st.errors.write = st.errors.write + w
+      st.errors.timeout = st.errors.timeout + t
+    end
+    local bad = out:match "Non%-2xx or 3xx responses:%s*(%d+)"
+    if bad then st.errors.non2xx = st.errors.non2xx + bad end
+    os.execute(("kill -TERM %s 2>/dev/null"):format(pids))
+    for _ = 1, 100 do
+      local any = false
+      for pid in pids:gmatch "%d+" do any = any or alive(pid) end
+      if not any then break end
+      sleep(0.05)
+    end
+  end
+  os.remove(portfile)
+  if value then return value end
+  return nil, kind, why
+end
+
+for _, l in ipairs(LOOPS) do
+  if l.name == "keepalive" then l.run = runka end
+end
+
 local function median(t)
   local s = {}
   for i, v in ipairs(t) do s[i] = v end
@@ -220,7 +299,8 @@ for _, loop in ipairs(loops) do
       local cell = r[im.name]
       if not cell.status then
         local v, kind, why
-        if loop.http then v, kind, why = runhttp(im) else v, kind, why = runloop(im, loop) end
+        if loop.run then v, kind, why = loop.run(im)
+        elseif loop.http then v, kind, why = runhttp(im) else v, kind, why = runloop(im, loop) end
         if v then
           cell.values[#cell.values + 1] = v
         else
@@ -233,6 +313,20 @@ for _, loop in ipairs(loops) do
     io.flush()
   end
   io.write "\n"
+end
+
+-- the keep-alive loop's latency and errors, as notes
+do
+  local order = { "C", "unixipc", "cqueues", "Python" }
+  for _, name in ipairs(order) do
+    local st = kastats[name]
+    if st and #st.p99 > 0 then
+      local e = st.errors
+      note(("keepalive %s: p99 latency %.1f ms (median of %d runs); socket errors over all runs: "
+        .. "connect %d, read %d, write %d, timeout %d; non-2xx %d"):format(name, median(st.p99), #st.p99,
+        e.connect, e.read, e.write, e.timeout, e.non2xx))
+    end
+  end
 end
 
 -- the report

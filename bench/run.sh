@@ -14,6 +14,7 @@ ${CC:-cc} -O2 -Wall -Wextra -o bench/bin/loops bench/loops.c
 need=""
 lua5.4 -e 'require "socket"' >/dev/null 2>&1 || need="$need lua-socket"
 lua5.4 -e 'require "cqueues"' >/dev/null 2>&1 || need="$need lua-cqueues"
+command -v wrk >/dev/null 2>&1 || need="$need wrk"
 if [ -n "$need" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bench: installing$need"
@@ -30,6 +31,6 @@ BENCH_WRK=$(command -v wrk || true)
 BENCH_TASKSET=$(command -v taskset || true)
 BENCH_TIMEOUTCMD=$(command -v timeout || true)
 [ -n "$BENCH_PYTHON" ] || echo "bench: no python3; the Python column is skipped"
-[ -n "$BENCH_WRK" ] || echo "bench: no wrk (apt-get install wrk); the HTTP loop is skipped"
+[ -n "$BENCH_WRK" ] || echo "bench: no wrk (apt-get install wrk); the HTTP loops are skipped"
 export BENCH_PYTHON BENCH_WRK BENCH_TASKSET BENCH_TIMEOUTCMD
 exec lua5.4 bench/run.lua "$@"
