@@ -46,10 +46,10 @@ local ipc = require "unixipc"
 local core = require "unixipc.core"
 local check = require "unixipc.check"
 
-local type, error, pcall, xpcall, tostring, tonumber, pairs, ipairs, next, select =
-  type, error, pcall, xpcall, tostring, tonumber, pairs, ipairs, next, select
+local type, error, pcall, xpcall, tostring, tonumber, pairs, ipairs =
+  type, error, pcall, xpcall, tostring, tonumber, pairs, ipairs
 local setmetatable, getmetatable = setmetatable, getmetatable
-local fmt, concat, remove, unpack = string.format, table.concat, table.remove, table.unpack
+local fmt, concat, remove = string.format, table.concat, table.remove
 local mtype, floor, random, huge = math.type, math.floor, math.random, math.huge
 local traceback = debug.traceback
 local stderr, getenv = io.stderr, os.getenv
@@ -616,8 +616,8 @@ local function newslot(S)
 end
 
 -- this slot's worker finishes what it has and exits (its channel closed),
--- with grace seconds before TERM; the slot gets a new worker at once
--- unless `keep` is false. `termnow`: TERM at once (a timed-out worker).
+-- with grace seconds before TERM; with `respawn` the slot gets a new worker
+-- at once. `termnow`: TERM at once, KILL_WAIT before KILL (a timed-out worker).
 local function retire(S, slot, respawn, termnow)
   local p = slot.proc
   if slot.chan then slot.chan:close() end
@@ -648,7 +648,7 @@ local function ended(S, slot, how, code)
   local p = slot.proc
   if slot.chan then slot.chan:close() end
   slot.proc, slot.chan, slot.up, slot.busy = nil, nil, false, nil
-  if S.stopping or slot.removed then return end
+  if S.stopping then return end
   local lived = monotime() - slot.started
   if how == "exit" and code == 0 then
     slot.fails, slot.due = 0, monotime() -- planned (maxrequests): no delay
@@ -706,18 +706,6 @@ local function reap(S)
       endupgrade(S, fmt("the new master (pid %d) %s before it was ready", u.proc.pid, describe(how, code)))
     end
   end
-  -- slots removed by TTOU go once their worker has
-  i = 1
-  while S.slots[i] do
-    local slot = S.slots[i]
-    if slot.removed and not slot.proc then remove(S.slots, i) else i = i + 1 end
-  end
-end
-
-local function live(S)
-  local n = #S.retiring
-  for _, slot in ipairs(S.slots) do if slot.proc then n = n + 1 end end
-  return n
 end
 
 -- ---- the master: passfd hand-off -------------------------------------------------
@@ -730,7 +718,7 @@ local function pickslot(S)
   for k = 1, n do
     local i = (start + k - 1) % n + 1
     local slot = slots[i]
-    if slot.chan and not slot.removed and slot.free > bestfree then
+    if slot.chan and slot.free > bestfree then
       best, bestfree = i, slot.free
     end
   end
@@ -743,7 +731,7 @@ end
 local function freeslots(S)
   local total = 0
   for _, slot in ipairs(S.slots) do
-    if slot.chan and not slot.removed then total = total + slot.free end
+    if slot.chan then total = total + slot.free end
   end
   return total
 end
@@ -848,9 +836,7 @@ local function restart(S)
   S.gen = S.gen + 1
   S.reloading = true
   notify(S, { RELOADING = 1, MONOTONIC_USEC = floor(monotime() * 1e6), STATUS = "reloading workers" })
-  for _, slot in ipairs(S.slots) do
-    if not slot.removed then retire(S, slot, true) end
-  end
+  for _, slot in ipairs(S.slots) do retire(S, slot, true) end
 end
 
 local function addworker(S)
@@ -865,15 +851,7 @@ local function removeworker(S)
     S.log("TTOU ignored: one worker is the minimum")
     return
   end
-  for i = #S.slots, 1, -1 do
-    local slot = S.slots[i]
-    if not slot.removed then
-      slot.removed = true
-      retire(S, slot, false)
-      if not slot.proc then remove(S.slots, i) end
-      break
-    end
-  end
+  retire(S, remove(S.slots), false) -- the last one: it finishes what it has
   S.workers = S.workers - 1
   S.log(fmt("one worker less: %d", S.workers))
   notify(S, { STATUS = status(S) })
@@ -925,7 +903,7 @@ local function cmdline()
   local s = readfile("/proc/self/cmdline")
   if not s or s == "" then return nil end
   local argv = {}
-  for a in s:gmatch("([^%z]*)%z") do argv[#argv + 1] = a end
+  for a in s:gmatch("([^\0]*)\0") do argv[#argv + 1] = a end
   return argv
 end
 
@@ -1079,7 +1057,7 @@ end
 -- after HUP: READY=1 once every slot has a worker of this generation up
 local function reloaded(S)
   for _, slot in ipairs(S.slots) do
-    if not slot.removed and (slot.gen ~= S.gen or not slot.up) and slot.fails == 0 then return end
+    if (slot.gen ~= S.gen or not slot.up) and slot.fails == 0 then return end
   end
   S.reloading = false
   S.log("workers restarted")
@@ -1104,7 +1082,7 @@ local function timers(S, now)
     if t and (not nextt or t < nextt) then nextt = t end
   end
   for _, slot in ipairs(S.slots) do
-    if slot.due and not slot.proc and not slot.removed and not S.stopping then
+    if slot.due and not slot.proc and not S.stopping then
       if slot.due <= now then spawnslot(S, slot) else at(slot.due) end
     end
     local tmo = S.timeout
