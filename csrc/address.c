@@ -253,7 +253,18 @@ static int addr_tostring(lua_State *L) {
   lua_getfield(L, 1, "family");
   fam = lua_tostring(L, -1);
   if (fam && strcmp(fam, "unix") == 0) {
-    if (lua_getfield(L, 1, "path") == LUA_TSTRING) return 1;
+    if (lua_getfield(L, 1, "path") == LUA_TSTRING) {
+      /* a relative path without "/" ("x.sock") or starting with "@" would
+         parse as no address or as an abstract name: "./" names the same file */
+      size_t n;
+      const char *p = lua_tolstring(L, -1, &n);
+      if (p[0] == '@' || !memchr(p, '/', n)) {
+        lua_pushliteral(L, "./");
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+      }
+      return 1;
+    }
     if (lua_getfield(L, 1, "abstract") == LUA_TSTRING) {
       lua_pushliteral(L, "@");
       lua_insert(L, -2);

@@ -271,7 +271,7 @@ static int sendmsg_body(lua_State *L, uipc_Wait *w) {
     msg.msg_controllen = clen;
   }
 
-  extra = uipc_intask(L) && (uipc_nbresolve(o), !o->onb) ? MSG_DONTWAIT : 0;
+  extra = uipc_callflags(L, o, 1);
   for (;;) {
     ssize_t r = sendmsg(o->fd, &msg, flags | extra | MSG_NOSIGNAL);
     if (r >= 0) {
@@ -322,7 +322,7 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
   gidx = lua_gettop(L);
   if (size > STACKBUF) buf = (char *)lua_newuserdatauv(L, size, 0);
   luaL_checkstack(L, 8, NULL); /* nothing below may fail for want of stack */
-  extra = uipc_intask(L) && (uipc_nbresolve(o), !o->onb) ? MSG_DONTWAIT : 0;
+  extra = uipc_callflags(L, o, 1);
 
   for (;;) {
     int err;

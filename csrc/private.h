@@ -267,6 +267,9 @@ UIPC_API void uipc_nap(double secs);
    deadline and progress are kept (the body runs again afterwards) */
 UIPC_API void uipc_pause(lua_State *L, uipc_Wait *w, double secs);
 
+/* flags a call on o adds so that it never blocks in the kernel when it
+   must not (see wait.c); canflag: the call takes MSG_* flags */
+UIPC_API int uipc_callflags(lua_State *L, uipc_Fd *o, int canflag);
 /* one write(2)/send(2) of up to n bytes without SIGPIPE; -1 with errno */
 UIPC_API ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags);
 /* one write that waits as o does: bytes written, or -1 with *perr */

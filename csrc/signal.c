@@ -119,7 +119,9 @@ int uipc_signalarg(lua_State *L, int idx, int argn) {
       int base = (toupper((unsigned char)p[3]) == 'I') ? SIGRTMIN : SIGRTMAX;
       char *end;
       long off = p[5] ? strtol(p + 5, &end, 10) : 0;
-      if ((!p[5] || *end == '\0') && base + off >= SIGRTMIN && base + off <= SIGRTMAX)
+      /* off is range-checked before it is added: strtol clamps at LONG_MAX */
+      if ((!p[5] || *end == '\0') && off > -NSIG && off < NSIG && base + off >= SIGRTMIN &&
+          base + off <= SIGRTMAX)
         return (int)(base + off);
     }
   }

@@ -206,7 +206,7 @@ static int sendto_body(lua_State *L, uipc_Wait *w) {
   int rc = uipc_toaddr(L, 3, 3, o->family, o->type, &ss, &len, 0);
   int flags = uipc_checkflags(L, 4, &uipc_msgflags), extra, err;
   if (rc) return uipc_addrfail(L, "sendto", rc);
-  extra = uipc_intask(L) && (uipc_nbresolve(o), !o->onb) ? MSG_DONTWAIT : 0;
+  extra = uipc_callflags(L, o, 1);
   for (;;) {
     ssize_t r = sendto(o->fd, s, n, flags | extra | MSG_NOSIGNAL, (struct sockaddr *)&ss, len);
     if (r >= 0) {

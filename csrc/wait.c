@@ -231,24 +231,30 @@ ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags) {
 }
 
 /*
- * Inside a task a call must get EAGAIN rather than block in the kernel: a
- * socket call that takes flags gets MSG_DONTWAIT (no fcntl), any other
- * call on a blocking object gets O_NONBLOCK set on it (the object still
- * behaves as blocking: uipc_block waits out the EAGAIN). Returns the
- * flags to add.
+ * The flags a socket call that takes them adds: MSG_DONTWAIT whenever the
+ * object must not block in the kernel -- in non-blocking or timeout mode
+ * (O_NONBLOCK lives on the open file description, which a dup, a forked
+ * child or a receiving process shares and may clear: the flag per call
+ * cannot be undone by them), and inside a task. Without flags (read,
+ * write on a pipe), a task sets O_NONBLOCK on a blocking object instead
+ * (it still behaves as blocking: uipc_block waits out the EAGAIN).
  */
-static int taskflags(lua_State *L, uipc_Fd *o, int canflag) {
+int uipc_callflags(lua_State *L, uipc_Fd *o, int canflag) {
+  if (canflag && o->issock) {
+    if (o->usernb || o->timeout >= 0) return MSG_DONTWAIT;
+    if (!uipc_intask(L)) return 0;
+    uipc_nbresolve(o);
+    return o->onb ? 0 : MSG_DONTWAIT;
+  }
   if (!uipc_intask(L)) return 0;
   uipc_nbresolve(o);
-  if (o->onb) return 0;
-  if (canflag && o->issock) return MSG_DONTWAIT;
-  uipc_setnb(o, 1);
+  if (!o->onb) uipc_setnb(o, 1);
   return 0;
 }
 
 ssize_t uipc_writesome(lua_State *L, uipc_Wait *w, uipc_Fd *o, const char *buf, size_t n,
                        int flags, int *perr) {
-  int extra = taskflags(L, o, 1);
+  int extra = uipc_callflags(L, o, 1);
   for (;;) {
     ssize_t r = uipc_rawwrite(o, buf, n, flags | extra);
     int err;
@@ -317,7 +323,7 @@ int uipc_pushrecv(lua_State *L, uipc_Wait *w, uipc_Fd *o, size_t n, int flags, i
     lua_pushliteral(L, "");
     return 1;
   }
-  extra = taskflags(L, o, how > 0);
+  extra = uipc_callflags(L, o, how > 0);
   if (n > STACKBUF) p = luaL_buffinitsize(L, &b, n);
   for (;;) {
     int err;
