@@ -326,6 +326,61 @@ describe("server.run in production", function()
       rm()
     end)
 
+    it("MAINPID= follows the new master; only the main process notifies", function()
+      local dir, rm = S.tmpdir()
+      local r, name = notifysocket()
+      assert(r:setoption("passcred", true))
+      -- the next datagram that is not WATCHDOG=1, and who sent it; every
+      -- datagram's sender is kept
+      local senders = {}
+      local function nextfrom()
+        while true do
+          local d, _, info = assert(r:recvmsg())
+          senders[#senders + 1] = { data = d, pid = info.cred.pid }
+          if d ~= "WATCHDOG=1" then return d, info.cred.pid end
+        end
+      end
+      local tcp = "127.0.0.1:" .. freeport()
+      local p = withenv({ NOTIFY_SOCKET = name, WATCHDOG_USEC = "200000" }, function()
+        return launch(example(("--workers 1 %s 2>%s/log"):format(tcp, dir)))
+      end)
+      local d, pid = nextfrom()
+      assert.matches("^READY=1\nSTATUS=1 worker ", d)
+      assert.equal(p.pid, pid)
+      -- a keep-alive connection keeps the old master's worker (and so the
+      -- old master) busy after the hand-over, while watchdog times pass
+      local held = assert(ipc.connect(tcp, { timeout = 5 }))
+      held:settimeout(10)
+      assert(held:sendall("GET / HTTP/1.1\r\nHost: spec\r\n\r\n"))
+      assert.matches("master " .. p.pid, assert(held:recv(4096)))
+      assert(p:kill("USR2"))
+      d, pid = nextfrom()
+      local new = tonumber(d:match("^STATUS=upgrading: new master pid (%d+) starting$"))
+      assert.is_number(new)
+      assert.equal(p.pid, pid)
+      d, pid = nextfrom()
+      assert.equal(("MAINPID=%d\nSTATUS=handing over to the new master, pid %d"):format(new, new), d)
+      assert.equal(p.pid, pid)
+      local handover = #senders
+      d, pid = nextfrom()
+      assert.matches(("^MAINPID=%d\nREADY=1\nSTATUS=1 worker "):format(new), d)
+      assert.equal(new, pid)
+      ipc.sleep(0.5)
+      assert.is_true(p:running()) -- still finishing the held connection
+      held:close()
+      assert.is_true((p:wait()))
+      p.chan:close()
+      assert(ipc.kill(new, "TERM"))
+      d, pid = nextfrom()
+      assert.equal("STATUS=stopping (SIGTERM)\nSTOPPING=1", d)
+      assert.equal(new, pid)
+      -- after the hand-over, the old master said nothing more (no watchdog either)
+      for i = handover + 1, #senders do assert.equal(new, senders[i].pid, senders[i].data) end
+      assert.is_true(eventually(10, function() return gone(new) end))
+      r:close()
+      rm()
+    end)
+
     it("a new master that cannot start leaves the old one serving, and says why", function()
       local dir, rm = S.tmpdir()
       local log, readlog = H.logfile(dir .. "/log")

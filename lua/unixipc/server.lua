@@ -485,11 +485,12 @@ end
 
 -- ---- the master: sd_notify, pid file -------------------------------------------
 
--- sd_notify, when a service manager listens (NOTIFY_SOCKET). A master
--- started by an upgrade stays silent until its old master has handed over
--- (it is not the service's main process before that).
+-- sd_notify, when a service manager listens (NOTIFY_SOCKET). Only the
+-- service's main process speaks: a master started by an upgrade stays
+-- silent until its old master has handed over, and the old one is silent
+-- from then on (no WATCHDOG=1 while its workers finish, no STOPPING=1).
 local function notify(S, fields)
-  if not S.notifysock or S.upfrom then return end
+  if not S.notifysock or S.upfrom or S.upgraded then return end
   local ok, msg = ipc.notify(fields)
   if ok == nil and not S.notifyfailed then
     S.notifyfailed = true
@@ -1177,7 +1178,7 @@ end
 -- grace seconds for them to do so, then TERM, then KILL; all reaped
 local function shutdown(S)
   S.stopping = true
-  if not S.upgraded then notify(S, { STOPPING = 1, STATUS = "stopping" .. (S.signal and (" (SIG" .. S.signal .. ")") or "") }) end
+  notify(S, { STOPPING = 1, STATUS = "stopping" .. (S.signal and (" (SIG" .. S.signal .. ")") or "") })
   for _, c in ipairs(S.pending) do c:close() end
   S.pending = {}
   if S.upgrading then endupgrade(S, "the server is stopping") end
