@@ -68,6 +68,7 @@ local BACKOFF_MIN = 0.1   -- first delay after a quick crash, doubled per crash
 local KILL_WAIT = 1.0     -- after TERM, how long before KILL
 local UPGRADE_WAIT = 60   -- how long a new master may take to report ready
 local BACKLOG = 1024      -- listen(2) backlog of the listeners run() opens (the kernel caps it at somaxconn)
+local BATCH = 16          -- connections a worker with concurrency accepts per turn of the accept lock
 local SIGNALS = { "CHLD", "TERM", "INT", "HUP", "USR2", "TTIN", "TTOU" }
 local UPGRADE_ENV = "UNIXIPC_UPGRADE_FD"
 
@@ -366,9 +367,11 @@ local function taskworker(S, chan, limit)
       do
         local lk <close> = lockfd and ipc.lock(lockfd, { type = "write", wait = false }) or nil
         if lk or not lockfd then
+          local turn = 0 -- at most BATCH per turn: in a burst the other workers get theirs
           for _, l in ipairs(listeners) do
             if not ready or ready[l] then
-              while active < n and not leaving do
+              while active < n and not leaving and turn < BATCH do
+                turn = turn + 1
                 local conn, addr, err = l:accept()
                 if not conn then
                   if not TRANSIENT[err] then failed = addr end
