@@ -350,7 +350,8 @@ local function taskworker(S, chan, limit)
 
   -- shared mode: while this worker has a free slot it waits for the
   -- listeners to be readable, then tries the accept lock (never waiting
-  -- for it) and accepts what its free slots allow. Only workers with a free
+  -- for it) and accepts what its free slots allow, BATCH at most before the
+  -- other workers get a turn. Only workers with a free
   -- slot wait, and the least busy one tends to get there first: a worker
   -- that held the lock while it waited would take every connection up to
   -- its concurrency and leave the others idle. A full worker neither waits
