@@ -43,6 +43,12 @@ local LOOPS = {
   { name = "polltable", what = "the same, the set passed as a table each call (ipc.poll)",
     cpu = true },
   { name = "http", what = "prefork HTTP server under wrk (requests/s)", http = true },
+  -- issue 14
+  { name = "popen", what = "popen true: run /bin/true, wait (C: posix_spawn + waitpid)", target = 0.80 },
+  { name = "execute", what = "os.execute(\"/bin/true\"), plain Lua (C: system(3))" },
+  { name = "pidfd", what = "spawn + wait through the pidfd (C: socketpair, fork, pidfd_open, poll, waitid)" },
+  { name = "bigmemfd", what = "channel, 64 MiB value, sealed memfd, two processes (values/s)" },
+  { name = "bigsocket", what = "channel, 64 MiB value, socket buffer, two processes (values/s)" },
 }
 
 local IMPLS = {

@@ -21,11 +21,13 @@ local built = {
   fcntl = ipc.lock ~= nil,
   signal = ipc.signalfd ~= nil,
   channel = ipc.channel ~= nil,
+  popen = ipc.popen ~= nil, execute = true, pidfd = ipc.pidfd ~= nil,
+  bigmemfd = ipc.memfd ~= nil, bigsocket = ipc.memfd ~= nil,
 }
 
 describe("bench loops", function()
   for _, loop in ipairs { "sendrecv", "bulk", "pingpong", "fdpass", "flock", "fcntl", "fork",
-    "signal", "channel", "poll", "polltable" } do
+    "signal", "channel", "poll", "polltable", "popen", "execute", "pidfd", "bigmemfd", "bigsocket" } do
     it(loop, function()
       local out, ok = run(loop)
       assert.is_true(ok, out)
