@@ -10,12 +10,13 @@
  * child borrows the parent's memory (no page tables copied, whatever the
  * size of the Lua state) and the parent sleeps until the child has exec'd
  * or died. The child runs only async-signal-safe calls on a stack of its
- * own, on data the parent prepared, and reports a failed step in memory
- * both see, so a missing program is the caller's nil, "exec prog: No such
- * file or directory", ENOENT, never a child exiting 127. CLONE_PIDFD hands
- * the parent a pidfd for the child atomically (Linux 5.2). posix_spawn is
- * not used: it cannot set a parent-death signal, and glibc's does the same
- * clone underneath.
+ * own, on data the parent prepared, and reports a failed step on a
+ * close-on-exec pipe, so a missing program is the caller's nil, "exec
+ * prog: No such file or directory", ENOENT, never a child exiting 127.
+ * CLONE_PIDFD hands the parent a pidfd for the child atomically (Linux
+ * 5.2). Where clone is refused (a sandbox, an old kernel) the same child
+ * is forked. posix_spawn is not used: it cannot set a parent-death
+ * signal, and glibc's does the same clone underneath.
  */
 #include "private.h"
 
@@ -300,6 +301,7 @@ void uipc_plancheck(lua_State *L, int base, int argn, int anchor, uipc_Plan *p) 
                     luaL_typename(L, pds));
   }
   p->fdlimit = fdlimit();
+  p->keep = -1;
 }
 
 static int planerr(uipc_Plan *p, int stage, int err, int where) {
@@ -375,9 +377,15 @@ static int shuffle(uipc_Plan *p) {
   }
   if (p->exact) {
     int lo = 0;
-    for (i = 0; i < p->nmap; i++) {
-      if (p->map[i].target > lo) closerange(p, lo, p->map[i].target - 1, 0);
-      lo = p->map[i].target + 1;
+    for (i = 0; i <= p->nmap; i++) {
+      int t = i < p->nmap ? p->map[i].target : INT_MAX;
+      if (p->keep >= lo && p->keep < t) { /* the gap holds the one to keep */
+        if (p->keep > lo) closerange(p, lo, p->keep - 1, 0);
+        lo = p->keep + 1;
+      }
+      if (i == p->nmap) break;
+      if (t > lo) closerange(p, lo, t - 1, 0);
+      lo = t + 1;
     }
     closerange(p, lo, -1, 0);
   } else {
@@ -613,19 +621,30 @@ typedef struct {
   Program x;
   sigset_t mask;    /* the program's signal mask */
   sigset_t ignored; /* signals the program starts with ignored */
+  int errfd;        /* the error pipe's write end (close-on-exec) */
 } Child;
 
+/* what the child tells the parent about the step that failed */
+typedef struct {
+  int stage, err, where;
+} Report;
+
 /*
- * The child of clone(CLONE_VM | CLONE_VFORK): it shares the parent's
- * memory, so any signal handler it ran would run on the parent's data.
- * It starts with every signal blocked (the parent blocked them around
- * clone), sets every caught signal it could receive back to its default,
- * does the plan, restores the program's mask and execs. Nothing here
- * allocates or touches Lua.
+ * The child, of clone(CLONE_VM | CLONE_VFORK) or, where that is refused,
+ * of fork. Under CLONE_VM it shares the parent's memory, so any signal
+ * handler it ran would run on the parent's data: it starts with every
+ * signal blocked (the parent blocked them around clone), sets every caught
+ * signal it could receive back to its default, does the plan, restores
+ * the program's mask and execs. A step that fails is written to the error
+ * pipe, whose close-on-exec write end otherwise closes at exec: the parent
+ * reads a report or end of file. (The pipe rather than the shared memory,
+ * so a fork -- or a tool that turns vfork into fork, valgrind -- reports
+ * the same.) Nothing here allocates or touches Lua.
  */
 static int childmain(void *arg) {
   Child *c = (Child *)arg;
   struct sigaction dfl;
+  Report r;
   int s;
   memset(&dfl, 0, sizeof dfl);
   sigemptyset(&dfl.sa_mask);
@@ -646,35 +665,71 @@ static int childmain(void *arg) {
     dfl.sa_handler = SIG_DFL;
     sigaction(s, &dfl, NULL);
   }
+  /* the error pipe stays open through the plan, above every target */
+  if (c->plan.nmap > 0 && c->errfd <= c->plan.map[c->plan.nmap - 1].target)
+    c->errfd = fcntl(c->errfd, F_DUPFD_CLOEXEC, c->plan.map[c->plan.nmap - 1].target + 1);
+  c->plan.keep = c->errfd;
   if (uipc_planapply(&c->plan) == 0) {
     sigprocmask(SIG_SETMASK, &c->mask, NULL);
     c->plan.err = execsearch(&c->x);
     c->plan.stage = UIPC_STAGE_EXEC;
+  }
+  r.stage = c->plan.stage;
+  r.err = c->plan.err;
+  r.where = c->plan.where;
+  if (write(c->errfd, &r, sizeof r) < 0) { /* the parent sees end of file and a dead child */
   }
   _exit(127);
   return 0;
 }
 
 static int noclonepidfd; /* CLONE_PIDFD refused once (before Linux 5.2) */
+static int novfork;      /* clone(CLONE_VM | CLONE_VFORK) refused once: fork */
 
 #define CHILDSTACK 32768
 
 static const uipc_Opt spawnopts[] = {UIPC_OPT("fds"), UIPC_OPT("cwd"), UIPC_OPT("setsid"),
                                      UIPC_OPT("pdeathsig"), {NULL, 0}};
 
+/* clone(CLONE_VM | CLONE_VFORK [| CLONE_PIDFD]) the child, or fork it */
+static pid_t startchild(Child *c, char *stacktop, int *pidfd) {
+  pid_t pid;
+  if (!novfork) {
+    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+    if (uipc_havepidfd() && !noclonepidfd) flags |= CLONE_PIDFD;
+    pid = clone(childmain, stacktop, flags, c, pidfd);
+    if (pid < 0 && errno == EINVAL && (flags & CLONE_PIDFD)) {
+      noclonepidfd = 1;
+      *pidfd = -1;
+      pid = clone(childmain, stacktop, flags & ~CLONE_PIDFD, c, pidfd);
+    }
+    if (pid >= 0 || (errno != EINVAL && errno != ENOSYS && errno != EPERM)) {
+      if (!(flags & CLONE_PIDFD) || noclonepidfd) *pidfd = -1;
+      return pid;
+    }
+    novfork = 1;
+  }
+  *pidfd = -1;
+  pid = fork();
+  if (pid == 0) childmain(c);
+  return pid;
+}
+
 /*
  * _spawn(path, argv [, env [, {fds =, cwd =, setsid =, pdeathsig =}]])
- * -> pid, handle | pid, false (no pidfds here) | nil, msg, errno.
+ * -> pid, handle | pid, false (no pidfd here) | nil, msg, errno.
  * exec's arguments, in a new process: the caller gets the failure of any
- * step (chdir, dup2, exec) as its own. The handle (a pidfd, from
- * CLONE_PIDFD) is the caller's to close.
+ * step (chdir, dup2, exec) as its own. The handle (a pidfd from
+ * CLONE_PIDFD, else pidfd_open) is the caller's to close.
  */
 static int ipc_spawn(lua_State *L) {
   char stack[CHILDSTACK] __attribute__((aligned(16)));
   Child c;
+  Report r;
   sigset_t all, old;
   uipc_Fd *h;
-  int anchor, pidfd = -1, flags, err, i;
+  int anchor, pidfd = -1, err, pfd[2];
+  ssize_t n;
   pid_t pid;
   checkprogram(L);
   lua_settop(L, 4);
@@ -687,40 +742,59 @@ static int ipc_spawn(lua_State *L) {
   h = uipc_newpidfd(L, 0);
   sigemptyset(&c.ignored);
   if (!uipc_sigsaved(&c.mask, &c.ignored)) sigprocmask(SIG_BLOCK, NULL, &c.mask);
-  flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
-  if (uipc_havepidfd() && !noclonepidfd) flags |= CLONE_PIDFD;
+  if (pipe2(pfd, O_CLOEXEC) < 0) return uipc_failerrno(L, "pipe");
+  c.errfd = pfd[1];
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
-  pid = clone(childmain, stack + sizeof stack, flags, &c, &pidfd);
-  if (pid < 0 && errno == EINVAL && (flags & CLONE_PIDFD)) {
-    noclonepidfd = 1;
-    pid = clone(childmain, stack + sizeof stack, flags & ~CLONE_PIDFD, &c, &pidfd);
-  }
+  pid = startchild(&c, stack + sizeof stack, &pidfd);
   err = errno;
   sigprocmask(SIG_SETMASK, &old, NULL);
-  if (pid < 0) return uipc_fail(L, "clone", err);
-  if (!(flags & CLONE_PIDFD) || noclonepidfd) pidfd = -1;
-  if (c.plan.stage != UIPC_STAGE_NONE) { /* it never became the program */
-    while (waitpid(pid, &i, 0) < 0 && errno == EINTR) {
+  close(pfd[1]);
+  if (pid < 0) {
+    close(pfd[0]);
+    return uipc_fail(L, "clone", err);
+  }
+  while ((n = read(pfd[0], &r, sizeof r)) < 0 && errno == EINTR) {
+  }
+  close(pfd[0]);
+  if (n == (ssize_t)sizeof r) { /* it never became the program */
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (pidfd >= 0) close(pidfd);
+    c.plan.stage = r.stage;
+    c.plan.err = r.err;
+    c.plan.where = r.where;
     return uipc_planfail(L, &c.plan, c.x.file);
   }
+#ifdef SYS_pidfd_open
+  if (pidfd < 0 && uipc_havepidfd()) pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
   lua_pushinteger(L, pid);
   if (pidfd < 0) {
     lua_pushboolean(L, 0);
     return 2;
   }
-  h->fd = pidfd; /* CLONE_PIDFD's descriptor is close-on-exec */
+  h->fd = pidfd; /* CLONE_PIDFD's and pidfd_open's descriptors are close-on-exec */
   lua_pushinteger(L, pid);
   lua_setiuservalue(L, -3, 1);
   lua_pushvalue(L, -2);
   return 2;
 }
 
+/* core._spawnmode(m): "vfork" (clone, the default) or "fork", for the
+   fallback's specs; returns the mode in force before */
+static int ipc_spawnmode(lua_State *L) {
+  const char *was = novfork ? "fork" : "vfork";
+  if (!lua_isnoneornil(L, 1)) novfork = strcmp(luaL_checkstring(L, 1), "fork") == 0;
+  lua_pushstring(L, was);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   {"exec", ipc_exec},
   {"_spawn", ipc_spawn},
+  {"_spawnmode", ipc_spawnmode},
   {NULL, NULL}
 };
 

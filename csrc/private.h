@@ -357,6 +357,7 @@ typedef struct uipc_Plan {
   pid_t parent;     /* the parent's pid, recorded before fork (pdeathsig's race) */
   const char *cwd;  /* NULL: stay */
   int fdlimit;      /* RLIMIT_NOFILE, for closing without close_range */
+  int keep;         /* exact plans: a descriptor to keep open too (-1: none) */
   /* the step that failed in the child, and its errno */
   volatile int stage, err, where;
 } uipc_Plan;

@@ -328,3 +328,27 @@ describe("ipc.spawn{fn, ..., options}", function()
       "bad argument #1 to 'spawn' (function expected, got table)")
   end)
 end)
+
+describe("ipc.popen where clone(CLONE_VM | CLONE_VFORK) is refused", function()
+  local was
+  before_each(function() was = ipc._spawnmode("fork") end)
+  after_each(function() ipc._spawnmode(was) end)
+
+  it("forks instead, with the same table, the same failures, a pidfd", function()
+    assert.equal("fork", ipc._spawnmode())
+    local r, w = assert(ipc.pipe())
+    local c = assert(ipc.popen({ "sh", "-c", LIST }, { stdout = "pipe", fds = { [5] = w } }))
+    local h = assert(c:pidfd())
+    assert.equal(c.pid, h:pid())
+    h:close()
+    assert.equal("0 1 2 5 \n", fdline((c:communicate())))
+    r:close()
+    w:close()
+    assert.same({ nil, "exec unixipc-no-such-program: No such file or directory", E.ENOENT },
+      { ipc.popen({ "unixipc-no-such-program" }) })
+    assert.same({ nil, "chdir /nonexistent: No such file or directory", E.ENOENT },
+      { ipc.popen({ "true" }, { cwd = "/nonexistent" }) })
+    c = assert(ipc.popen({ "sort" }, { stdin = "pipe", stdout = "pipe" }))
+    assert.same({ "a\nb\n", "", true, "exit", 0 }, { c:communicate("b\na\n") })
+  end)
+end)
