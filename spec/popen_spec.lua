@@ -155,6 +155,21 @@ describe("ipc.popen", function()
     assert.equal(tostring(ipc.getsid()) .. "\n", (c:communicate()))
   end)
 
+  it("the program starts with the signal mask from before any signal bridge", function()
+    local function blocked(c)
+      local out = assert(c:communicate())
+      return tonumber(out:match("SigBlk:%s*(%x+)"), 16)
+    end
+    local usr1 = 1 << (ipc.SIGUSR1 - 1)
+    local sig = assert(ipc.signalfd { "USR1" })
+    local c = assert(ipc.popen({ "grep", "SigBlk", "/proc/self/status" }, { stdout = "pipe" }))
+    assert.equal(0, blocked(c) & usr1)
+    -- the bridge keeps working here: the child's resets touched nothing of ours
+    assert(ipc.kill(ipc.getpid(), "USR1"))
+    assert.equal("USR1", sig:read(5).name)
+    sig:close()
+  end)
+
   it("wait(timeout), kill, pidfd and close", function()
     local c = assert(ipc.popen({ "sleep", "60" }))
     assert.same({ nil, "timeout", E.ETIMEDOUT }, { c:wait(0.01) })
@@ -229,8 +244,10 @@ describe("ipc.popen", function()
       "bad argument #2 to 'popen' (option 'fds' sets descriptor 1, which option 'stdout' sets)")
     assert.has_error(function() ipc.popen({ "ls" }, { fds = { [3] = r } }) end,
       "bad argument #2 to 'popen' (fds[3]: attempt to use a closed descriptor)")
-    assert.has_error(function() ipc.popen({ "ls" }, { env = 5 }) end,
+    local before = S.nfds()
+    assert.has_error(function() ipc.popen({ "ls" }, { env = 5, stdin = "pipe", stdout = "pipe" }) end,
       "bad argument #2 to 'popen' (env must be a table, got number)")
+    assert.equal(before, S.nfds()) -- the pipes made first are closed again
     assert.has_error(function() ipc.popen({ "ls" }, { env = { A = {} } }) end,
       "bad argument #2 to 'popen' (env.A must be a string, got table)")
     assert.has_error(function() ipc.popen({ "ls" }, { cwd = 1 }) end,

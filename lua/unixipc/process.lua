@@ -281,8 +281,14 @@ local function spawn(fn, ...)
   local pid, msg
   if opts then
     local plan = { pdeathsig = opts.pdeathsig, setsid = opts.setsid, cwd = opts.cwd, fds = opts.fds }
-    pid, msg, err = relay("spawn", {}, pcall(core._forkrunx, plan, child, fn, theirs, mine,
-      table.unpack(args, 1, args.n)))
+    local ok, r1, r2, r3 = pcall(core._forkrunx, plan, child, fn, theirs, mine,
+      table.unpack(args, 1, args.n))
+    if not ok then -- misuse: nothing may stay open
+      mine:close()
+      theirs:close()
+      relay("spawn", {}, false, r1)
+    end
+    pid, msg, err = r1, r2, r3
   else
     pid, msg, err = core._forkrun(child, fn, theirs, mine, ...)
   end
@@ -425,9 +431,13 @@ local function popen(argv, opts)
       map[fd] = v
     end
   end
-  local pid, h, err = relay("popen", SPAWNARGS, pcall(core._spawn, prog, a, opts.env,
-    { fds = map, cwd = opts.cwd, setsid = opts.setsid, pdeathsig = opts.pdeathsig }))
+  local ok, pid, h, err = pcall(core._spawn, prog, a, opts.env,
+    { fds = map, cwd = opts.cwd, setsid = opts.setsid, pdeathsig = opts.pdeathsig })
   closeall(theirs)
+  if not ok then -- misuse: nothing may stay open
+    closeall(mine)
+    relay("popen", SPAWNARGS, false, pid)
+  end
   if not pid then
     closeall(mine)
     return nil, h, err
