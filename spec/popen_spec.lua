@@ -83,6 +83,9 @@ describe("ipc.popen", function()
     f = assert(io.open(dir .. "/out2"))
     assert.equal("through a pipe\noops\n", f:read("a"))
     f:close()
+    -- for stdin, "stdout" is a path like any other (here, a missing one)
+    assert.same({ nil, "open stdout: No such file or directory", E.ENOENT },
+      { ipc.popen({ "cat" }, { stdin = "stdout" }) })
     -- false: /dev/null both ways, seen from here while the program runs
     c = assert(ipc.popen({ "sleep", "60" }, { stdin = false, stdout = false, stderr = "pipe" }))
     local p = io.popen(("readlink /proc/%d/fd/0 /proc/%d/fd/1"):format(c.pid, c.pid))

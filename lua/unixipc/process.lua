@@ -416,7 +416,9 @@ local function popen(argv, opts)
       if fd == 0 then r, w = w, r end -- r: ours, w: the program's
       mine[name], mine[#mine + 1] = r, r
       theirs[#theirs + 1], map[fd] = w, w
-    elseif v == false or (type(v) == "string" and v ~= "stdout") then
+    elseif v == "stdout" and fd == 2 then
+      map[2] = map[1]
+    elseif v == false or type(v) == "string" then
       local path = v or "/dev/null"
       local f, msg, err = core.open(path, fd == 0 and "r" or "w")
       if not f then
@@ -425,8 +427,6 @@ local function popen(argv, opts)
         return nil, msg, err
       end
       theirs[#theirs + 1], map[fd] = f, f
-    elseif v == "stdout" then
-      map[2] = map[1]
     else
       map[fd] = v
     end
