@@ -10,7 +10,7 @@ local check = require "unixipc.check"
 
 local type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, ipairs, warn =
   type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, ipairs, warn
-local next, select = next, select
+local next = next
 local mathtype, concat = math.type, table.concat
 local stdout, stderr = io.stdout, io.stderr
 local fmt = string.format
@@ -260,7 +260,7 @@ local SPAWN = { pdeathsig = true, setsid = true, cwd = true, fds = true }
 -- (descriptors put at given numbers in the child; the others stay, its
 -- Lua objects name them). A step that fails is spawn's nil, msg, errno.
 local function spawn(fn, ...)
-  local opts, n, args = nil, select("#", ...), nil
+  local opts, args = nil, nil
   if type(fn) == "table" and not callable(fn) and callable(fn[1]) then
     opts = fn
     for k in pairs(opts) do
