@@ -461,6 +461,172 @@ static int httpka(const char *portfile, int procs) {
   return 0;
 }
 
+/* ---- issue 14: programs, pidfds, big values (appended) ------------------ */
+
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+extern char **environ;
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* posix_spawn /bin/true + waitpid: the limit for "popen true" */
+static int loop_popen(void) {
+  char *argv[] = {(char *)"/bin/true", NULL};
+  RUN(1, {
+    pid_t pid;
+    int st;
+    if (posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ) != 0) die("posix_spawn");
+    if (waitpid(pid, &st, 0) != pid) die("waitpid");
+  });
+  return 0;
+}
+
+/* system("/bin/true"): what os.execute does */
+static int loop_execute(void) {
+  RUN(1, {
+    if (system("/bin/true") != 0) die("system");
+  });
+  return 0;
+}
+
+/* spawn + wait through the pidfd: socketpair (spawn's channel), fork, the
+   child _exits, pidfd_open, poll until readable, waitid(P_PIDFD) */
+static int loop_pidfd(void) {
+  RUN(10, {
+    int sv[2], pfd;
+    siginfo_t si;
+    struct pollfd p;
+    pid_t pid;
+    pair(sv);
+    pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) _exit(0);
+    close(sv[1]);
+    pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd < 0) die("pidfd_open");
+    p.fd = pfd;
+    p.events = POLLIN;
+    if (poll(&p, 1, -1) != 1) die("poll");
+    if (waitid((idtype_t)P_PIDFD, (id_t)pfd, &si, WEXITED) < 0) die("waitid");
+    close(pfd);
+    close(sv[0]);
+  });
+  return 0;
+}
+
+#define BIG (64 << 20)
+
+static char *bigbuf(void) {
+  char *b = malloc(BIG);
+  if (!b) die("malloc");
+  memset(b, 'v', BIG);
+  return b;
+}
+
+/* values/s received by the parent from a child that sends 64 MiB values:
+   through a sealed memfd (memfd = 1) or the socket buffer */
+static int bigvalue(int memfd) {
+  int sv[2];
+  pid_t pid;
+  long ops = 0;
+  double t0, c0, el;
+  char *buf = bigbuf();
+  pair(sv);
+  pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    close(sv[1]);
+    for (;;) {
+      unsigned len = BIG;
+      if (memfd) {
+        union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u;
+        struct msghdr m;
+        struct iovec iov = {&len, sizeof len};
+        int fd = memfd_create("bench", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        size_t off = 0;
+        if (fd < 0) _exit(1);
+        while (off < BIG) {
+          ssize_t r = write(fd, buf + off, BIG - off);
+          if (r < 0) _exit(1);
+          off += (size_t)r;
+        }
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+        memset(&m, 0, sizeof m);
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = u.b;
+        m.msg_controllen = sizeof u.b;
+        CMSG_FIRSTHDR(&m)->cmsg_level = SOL_SOCKET;
+        CMSG_FIRSTHDR(&m)->cmsg_type = SCM_RIGHTS;
+        CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), &fd, sizeof fd);
+        if (sendmsg(sv[0], &m, MSG_NOSIGNAL) < 0) _exit(0);
+        close(fd);
+      } else {
+        if (send(sv[0], &len, sizeof len, MSG_NOSIGNAL) < 0) _exit(0);
+        size_t off = 0;
+        while (off < BIG) {
+          ssize_t r = send(sv[0], buf + off, BIG - off, MSG_NOSIGNAL);
+          if (r < 0) _exit(0);
+          off += (size_t)r;
+        }
+      }
+    }
+  }
+  close(sv[0]);
+  t0 = now();
+  c0 = cpu();
+  do {
+    unsigned len;
+    if (memfd) {
+      union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u;
+      struct msghdr m;
+      struct iovec iov = {&len, sizeof len};
+      struct stat st;
+      int fd;
+      void *map;
+      memset(&m, 0, sizeof m);
+      m.msg_iov = &iov;
+      m.msg_iovlen = 1;
+      m.msg_control = u.b;
+      m.msg_controllen = sizeof u.b;
+      if (recvmsg(sv[1], &m, MSG_CMSG_CLOEXEC) != sizeof len) die("recvmsg");
+      memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
+      if ((fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE) == 0 || fstat(fd, &st) < 0 || st.st_size != len)
+        die("seals");
+      map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+      if (map == MAP_FAILED) die("mmap");
+      memcpy(buf, map, len); /* into memory of our own, as a Lua string */
+      munmap(map, len);
+      close(fd);
+    } else {
+      size_t off = 0;
+      xrecv(sv[1], (char *)&len, sizeof len);
+      while (off < len) {
+        ssize_t r = recv(sv[1], buf + off, len - off, 0);
+        if (r <= 0) die("recv");
+        off += (size_t)r;
+      }
+    }
+    ops++;
+    el = now() - t0;
+  } while (el < secs);
+  close(sv[1]);
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  free(buf);
+  printf("ok %ld %.6f %.6f\n", ops, el, cpu() - c0);
+  return 0;
+}
+
+static int loop_bigmemfd(void) { return bigvalue(1); }
+static int loop_bigsocket(void) { return bigvalue(0); }
+
 int main(int argc, char **argv) {
   static const struct {
     const char *name;
@@ -471,6 +637,8 @@ int main(int argc, char **argv) {
     {"fork", loop_fork},         {"signal", loop_signal}, {"channel", loop_channel},
     {"poll", loop_poll},         {"polltable", loop_poll}, /* C has one way */
     {"taskswitch", loop_taskswitch},
+    {"popen", loop_popen},       {"execute", loop_execute}, {"pidfd", loop_pidfd},
+    {"bigmemfd", loop_bigmemfd}, {"bigsocket", loop_bigsocket},
     {NULL, NULL}};
   int i;
   if (argc >= 3 && strcmp(argv[1], "httpd") == 0)

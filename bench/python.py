@@ -255,12 +255,112 @@ def httpka(portfile, procs=2):
     with open(portfile, "w") as f:
         f.write("%d\n%s\n" % (sock.getsockname()[1], " ".join(map(str, pids))))
     asyncio.run(main())
+# ---- issue 14 (appended) ---------------------------------------------------
+
+def popen(secs):
+    import subprocess
+    argv = ["/bin/true"]
+    run(secs, 1, lambda: subprocess.run(argv))
+
+
+def execute(secs):
+    run(secs, 1, lambda: os.system("/bin/true"))
+
+
+def pidfd(secs):
+    if not hasattr(os, "pidfd_open"):
+        print("na no os.pidfd_open")
+        return
+
+    def body():
+        a, b = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        b.close()
+        fd = os.pidfd_open(pid)
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        p.poll()
+        os.waitid(os.P_PIDFD, fd, os.WEXITED)
+        os.close(fd)
+        a.close()
+    run(secs, 10, body)
+
+
+BIG = 64 << 20
+
+
+def bigvalue(secs, memfd):
+    if memfd and not hasattr(os, "memfd_create"):
+        print("na no os.memfd_create")
+        return
+    a, b = socket.socketpair()
+    value = b"v" * BIG
+
+    def sender():
+        b.close()
+        try:
+            if memfd:
+                seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+                while True:
+                    fd = os.memfd_create("bench", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+                    os.write(fd, value)
+                    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+                    socket.send_fds(a, [BIG.to_bytes(4, "little")], [fd])
+                    os.close(fd)
+            else:
+                ca = Connection(a.detach())
+                while True:
+                    ca.send_bytes(value)
+        except OSError:
+            pass
+    pid = child(sender)
+    a.close()
+    import mmap
+    ops, t0, c0 = 0, now(), cpu()
+    if memfd:
+        while True:
+            msg, fds, _, _ = socket.recv_fds(b, 4, 1)
+            fd = fds[0]
+            if not fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE:
+                raise RuntimeError("not sealed")
+            n = os.fstat(fd).st_size
+            with mmap.mmap(fd, n, prot=mmap.PROT_READ) as m:
+                v = m[:]
+            os.close(fd)
+            assert len(v) == BIG
+            ops += 1
+            el = now() - t0
+            if el >= secs:
+                break
+    else:
+        cb = Connection(b.detach())
+        while True:
+            v = cb.recv_bytes()
+            assert len(v) == BIG
+            ops += 1
+            el = now() - t0
+            if el >= secs:
+                break
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    out(ops, el, c0)
+
+
+def bigmemfd(secs):
+    bigvalue(secs, True)
+
+
+def bigsocket(secs):
+    bigvalue(secs, False)
 
 
 LOOPS = {
     "sendrecv": sendrecv, "bulk": bulk, "pingpong": pingpong, "fdpass": fdpass,
     "flock": flock, "fcntl": fcntl_, "fork": fork, "signal": signal_,
     "channel": channel, "poll": poll,
+    "popen": popen, "execute": execute, "pidfd": pidfd, "bigmemfd": bigmemfd, "bigsocket": bigsocket,
 }
 
 if __name__ == "__main__":

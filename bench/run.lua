@@ -47,6 +47,12 @@ local LOOPS = {
   { name = "http", what = "prefork HTTP server under wrk (requests/s)", http = true },
   { name = "keepalive", what = "http keep-alive, many connections: wrk -t2 -c1000, 2 processes (requests/s)",
     target = 0.70 },
+  -- issue 14
+  { name = "popen", what = "popen true: run /bin/true, wait (C: posix_spawn + waitpid)", target = 0.80 },
+  { name = "execute", what = "os.execute(\"/bin/true\"), plain Lua (C: system(3))" },
+  { name = "pidfd", what = "spawn + wait through the pidfd (C: socketpair, fork, pidfd_open, poll, waitid)" },
+  { name = "bigmemfd", what = "channel, 64 MiB value, sealed memfd, two processes (values/s)" },
+  { name = "bigsocket", what = "channel, 64 MiB value, socket buffer, two processes (values/s)" },
 }
 
 local IMPLS = {

@@ -207,6 +207,73 @@ function loops.taskswitch()
   L.run()
 end
 
+-- ---- issue 14 (appended) ----------------------------------------------------
+
+-- run /bin/true and wait for it
+function loops.popen()
+  need(ipc.popen, "ipc.popen")
+  local popen, argv = ipc.popen, { "/bin/true" }
+  run(1, function()
+    local c = popen(argv)
+    c:wait()
+  end)
+end
+
+-- the same with Lua's own os.execute (a shell, through system(3))
+function loops.execute()
+  local execute = os.execute
+  run(1, function() execute("/bin/true") end)
+end
+
+-- spawn + wait through the pidfd (p:wait waits on the child's pidfd)
+function loops.pidfd()
+  need(ipc.pidfd, "ipc.pidfd")
+  local spawn = ipc.spawn
+  local function nothing() end
+  run(10, function()
+    local p = spawn(nothing)
+    p:wait()
+    p.chan:close()
+  end)
+end
+
+-- values/s of 64 MiB received from a child sending them over a channel:
+-- through a sealed memfd (the default above 1 MiB) or the socket buffer
+local function bigvalue(memfd)
+  local a, b = assert(ipc.socketpair())
+  local value = string.rep("v", 64 << 20)
+  local opts = { maxsize = 65 << 20, memfd = memfd }
+  local pid = child(function()
+    b:close()
+    local ca = ipc.channel(a, opts)
+    while ca:send(value) do end
+  end)
+  a:close()
+  local cb = ipc.channel(b, opts)
+  H.start()
+  local ops, t0, el = 0, now()
+  repeat
+    local v = cb:recv()
+    assert(#v == #value)
+    ops = ops + 1
+    el = now() - t0
+  until el >= secs
+  cb:close()
+  ipc.kill(pid, "KILL")
+  ipc.waitpid(pid)
+  out(ops, el)
+end
+
+function loops.bigmemfd()
+  need(ipc.memfd, "ipc.memfd")
+  bigvalue(nil)
+end
+
+function loops.bigsocket()
+  need(ipc.memfd, "channel memfd option")
+  bigvalue(false)
+end
+
 local fn = loops[loop]
 if not fn or not secs then
   io.stderr:write("usage: lua5.4 bench/unixipc.lua LOOP SECONDS\n")

@@ -20,6 +20,10 @@ __attribute__((visibility("default"))) int luaopen_unixipc_core(lua_State *L) {
   uipc_open_lock(L);
   uipc_open_codec(L);
   uipc_open_systemd(L);
+  uipc_open_exec(L);
+  uipc_open_pidfd(L);
+  uipc_open_eventfd(L);
+  uipc_open_memfd(L);
   lua_pushliteral(L, UNIXIPC_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;

@@ -16,8 +16,11 @@
 #include <unistd.h>
 
 static char FDKEY, SOCKKEY; /* registry keys of the two metatables */
+static char KINDKEYS[UIPC_NKINDS]; /* registry keys of the kinds' metatables (0 is FDKEY's) */
+static int kinduv[UIPC_NKINDS];    /* user values of each kind's objects */
 
 const uipc_Class uipc_fdclass = {"unixipc descriptor"};
+const char *const uipc_kindnames[UIPC_NKINDS] = {"descriptor", "pidfd", "eventfd", "memfd"};
 
 /* ---- object model ---------------------------------------------------- */
 
@@ -27,6 +30,7 @@ uipc_Fd *uipc_newfd(lua_State *L, int issock) {
   o->fd = -1;
   o->issock = (unsigned char)(issock != 0);
   o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = o->handed = 0;
+  o->kind = UIPC_KIND_FD;
   o->gen = 0;
   o->family = o->type = 0;
   o->timeout = -1;
@@ -100,6 +104,7 @@ static int initwrapped(uipc_Fd *o, int fd) {
   issock = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
   o->fd = fd;
   o->issock = (unsigned char)issock;
+  o->kind = UIPC_KIND_FD;
   o->isfifo = o->usernb = o->onb = 0;
   o->family = 0;
   o->type = type;
@@ -190,6 +195,112 @@ int uipc_setnb(uipc_Fd *o, int on) {
   return 0;
 }
 
+/* ---- kinds ------------------------------------------------------------ */
+
+uipc_Fd *uipc_newkindfd(lua_State *L, int kind) {
+  uipc_Fd *o = (uipc_Fd *)lua_newuserdatauv(L, sizeof(uipc_Fd), kinduv[kind]);
+  o->cls = &uipc_fdclass;
+  o->fd = -1;
+  o->issock = o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = o->handed = 0;
+  o->kind = (unsigned char)kind;
+  o->gen = 0;
+  o->family = o->type = 0;
+  o->timeout = -1;
+  o->events[0] = 'r';
+  o->events[1] = o->events[2] = '\0';
+  o->bound = NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &KINDKEYS[kind]);
+  lua_setmetatable(L, -2);
+  return o;
+}
+
+uipc_Fd *uipc_checkkind(lua_State *L, int idx, int kind) {
+  uipc_Fd *o = uipc_toobj(L, idx);
+  if (!o || o->kind != kind) {
+    const char *want = lua_pushfstring(L, "unixipc %s", uipc_kindnames[kind]);
+    luaL_typeerror(L, idx, want);
+  }
+  if (o->fd < 0) luaL_error(L, "attempt to use a closed %s", uipc_kindnames[kind]);
+  return o;
+}
+
+void uipc_setkind(lua_State *L, int idx, int kind) {
+  uipc_Fd *o = uipc_toobj(L, idx);
+  idx = lua_absindex(L, idx);
+  if (!o || o->issock) return;
+  o->kind = (unsigned char)kind;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, kind ? (void *)&KINDKEYS[kind] : (void *)&FDKEY);
+  lua_setmetatable(L, idx);
+}
+
+/* what the kernel says fd is: an anonymous inode names its kind in its
+   /proc link ("anon_inode:[eventfd]"); a memfd is a regular file that
+   answers F_GET_SEALS and is named "/memfd:..." */
+int uipc_probekind(int fd) {
+  struct stat st;
+  char path[64], target[32];
+  ssize_t n;
+  if (fstat(fd, &st) < 0) return UIPC_KIND_FD;
+  if ((st.st_mode & S_IFMT) != 0 && !(S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0))
+    return UIPC_KIND_FD;
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  n = readlink(path, target, sizeof target - 1);
+  if (n < 0) return UIPC_KIND_FD;
+  target[n] = '\0';
+  if (S_ISREG(st.st_mode)) return strncmp(target, "/memfd:", 7) == 0 ? UIPC_KIND_MEMFD : UIPC_KIND_FD;
+  if (strcmp(target, "anon_inode:[eventfd]") == 0) return UIPC_KIND_EVENTFD;
+  if (strcmp(target, "anon_inode:[pidfd]") == 0 || strncmp(target, "pidfd:", 6) == 0)
+    return UIPC_KIND_PIDFD;
+  return UIPC_KIND_FD;
+}
+
+/* retype(obj) -> obj, kind: a descriptor object gets the class the kernel
+   says it is ("eventfd", "memfd", "pidfd"; "descriptor" or "socket"
+   otherwise) -- for descriptors received with recvmsg, which are wrapped
+   without asking (a probe per descriptor would cost the hot path) */
+static int ipc_retype(lua_State *L) {
+  uipc_Fd *o = uipc_checkobj(L, 1);
+  if (!o->issock && o->kind == UIPC_KIND_FD) uipc_setkind(L, 1, uipc_probekind(o->fd));
+  lua_settop(L, 1);
+  lua_pushstring(L, uipc_kindname(o));
+  return 2;
+}
+
+static int fd_gc(lua_State *L);
+static int fd_tostring(lua_State *L);
+
+void uipc_newkind(lua_State *L, int kind, const luaL_Reg *methods, lua_CFunction tostring,
+                  int nuv) {
+  const char *name = lua_pushfstring(L, "unixipc.%s", uipc_kindnames[kind]);
+  luaL_newmetatable(L, name);
+  lua_remove(L, -2);
+  lua_pushcfunction(L, fd_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, fd_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, tostring ? tostring : fd_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  if (methods) luaL_setfuncs(L, methods, 0);
+  /* the descriptor methods behind the kind's own, found through __index,
+     so methods added to descriptors later are there too */
+  lua_createtable(L, 0, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &FDKEY);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "__index");
+  lua_pop(L, 1);
+  lua_setmetatable(L, -2);
+  lua_setfield(L, -2, "__index");
+  kinduv[kind] = nuv;
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &KINDKEYS[kind]);
+  /* the method table for the Lua layer: _methods.<kind> */
+  lua_getfield(L, -1, "_methods");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &KINDKEYS[kind]);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, uipc_kindnames[kind]);
+  lua_pop(L, 2);
+}
+
 /* ---- methods --------------------------------------------------------- */
 
 static int fd_close(lua_State *L) {
@@ -233,7 +344,7 @@ static int fd_tostring(lua_State *L) {
     lua_pushfstring(L, "socket (%s %s, fd %d)", nameor(&uipc_afamilies, o->family),
                     nameor(&uipc_socktypes, o->type), o->fd);
   else
-    lua_pushfstring(L, "descriptor (%sfd %d)", o->isfifo ? "pipe, " : "", o->fd);
+    lua_pushfstring(L, "%s (%sfd %d)", uipc_kindnames[o->kind], o->isfifo ? "pipe, " : "", o->fd);
   return 1;
 }
 
@@ -311,8 +422,13 @@ static int fd_setcloexec(lua_State *L) {
 
 static int fd_dup(lua_State *L) {
   uipc_Fd *o = uipc_checkobj(L, 1);
-  uipc_Fd *n = uipc_newfd(L, o->issock);
-  int fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
+  uipc_Fd *n = o->kind ? uipc_newkindfd(L, o->kind) : uipc_newfd(L, o->issock);
+  int fd, i;
+  for (i = 1; i <= kinduv[o->kind]; i++) { /* a kind's user values (a pidfd's pid) */
+    lua_getiuservalue(L, 1, i);
+    lua_setiuservalue(L, -2, i);
+  }
+  fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return uipc_failerrno(L, "dup");
   *n = *o;
   n->fd = fd;
@@ -423,8 +539,12 @@ static int ipc_open(lua_State *L) {
 /* wrap an inherited integer descriptor (ownership passes to the object) */
 static int ipc_fdopen(lua_State *L) {
   lua_Integer fd = uipc_checkint(L, 1, 0, INT_MAX, "descriptor");
+  uipc_Fd *o;
   if (fcntl((int)fd, F_GETFD) < 0) return uipc_failerrno(L, "fdopen");
-  return uipc_wrapfd(L, (int)fd);
+  uipc_wrapfd(L, (int)fd);
+  o = uipc_toobj(L, -1);
+  if (!o->issock) uipc_setkind(L, -1, uipc_probekind((int)fd)); /* an inherited eventfd... */
+  return 1;
 }
 
 static const luaL_Reg fdmethods[] = {
@@ -491,6 +611,7 @@ static const luaL_Reg funcs[] = {
   {"fdopen", ipc_fdopen},
   {"_openfds", ipc_openfds},
   {"_bound", ipc_bound},
+  {"retype", ipc_retype},
   {NULL, NULL}
 };
 

@@ -1,6 +1,7 @@
 /*
  * Messages: sendmsg / recvmsg with scatter/gather data, descriptor passing
- * (SCM_RIGHTS), credentials (SCM_CREDENTIALS, SO_PEERCRED).
+ * (SCM_RIGHTS), credentials (SCM_CREDENTIALS, SO_PEERCRED), and the peer's
+ * process as a pidfd (SCM_PIDFD, SO_PEERPIDFD; Linux 6.5).
  *
  * recvmsg is defensive: every cmsg is walked, every received descriptor is
  * close-on-exec (MSG_CMSG_CLOEXEC) and owned at once -- first by a guard
@@ -21,12 +22,17 @@
 #ifndef SCM_PIDFD
 #define SCM_PIDFD 0x04 /* SO_PASSPIDFD (Linux 6.5): carries a descriptor too */
 #endif
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5 */
+#endif
 
 #define STACKBUF 65536 /* recvmsg data up to this size lands on the C stack */
 #define STACKIOV 16    /* sendmsg data lists up to this length need no allocation */
 
-/* room for credentials and a full SCM_RIGHTS message */
-#define CTRL_MAX (CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(SCM_MAX_FD * sizeof(int)))
+/* room for credentials, a pidfd and a full SCM_RIGHTS message */
+#define CTRL_MAX (CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) + \
+                  CMSG_SPACE(SCM_MAX_FD * sizeof(int)))
+#define STACKIOVR 16   /* recvmsg scatter lists up to this length need no allocation */
 
 typedef union {
   struct cmsghdr align;
@@ -78,8 +84,8 @@ static fdguard *newguard(lua_State *L) {
  * call.
  */
 static const char *const keynames[] = {"truncated", "ctruncated", "flags", "from", "cred", "pid",
-                                       "uid", "gid", NULL};
-enum { K_TRUNC = 1, K_CTRUNC, K_FLAGS, K_FROM, K_CRED, K_PID, K_UID, K_GID, K_GUARD, K_END };
+                                       "uid", "gid", "pidfd", NULL};
+enum { K_TRUNC = 1, K_CTRUNC, K_FLAGS, K_FROM, K_CRED, K_PID, K_UID, K_GID, K_PIDFD, K_GUARD, K_END };
 
 /* push a free guard: the shared one (upvalue K_GUARD), or a fresh one when it is in use */
 static fdguard *pushguard(lua_State *L) {
@@ -295,46 +301,78 @@ static const uipc_Opt recvopts[] = {UIPC_OPT("size"), UIPC_OPT("maxfds"), UIPC_O
 
 /*
  * recvmsg([{size = 65536, maxfds = 253, flags = ...}]) -> data, fds, info
- * info = {truncated =, ctruncated =, flags =, from = addr?, cred = {pid, uid, gid}?}
+ * info = {truncated =, ctruncated =, flags =, from = addr?, cred = {pid, uid, gid}?,
+ *         pidfd = handle? (SCM_PIDFD, with setoption("passpidfd", true))}
+ * size may be a list of buffer sizes {n1, n2, ...}: the data is scattered
+ * over them (readv's iovecs) and comes back as a list of strings, one per
+ * buffer, each holding what the kernel put there ("" past the end).
  */
 static int recvmsg_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = checkself(L);
   char stackbuf[STACKBUF], *buf = stackbuf;
   ctrlbuf ctrl;
   struct msghdr msg;
-  struct iovec iov;
+  struct iovec iovstack[STACKIOVR], *iov = iovstack;
   struct sockaddr_storage ss;
   struct ucred uc;
   struct cmsghdr *c;
   fdguard *g;
-  size_t size = 65536, maxfds = SCM_MAX_FD;
-  int flags = 0, hascred = 0, ctrunc, gidx, i, n, extra;
+  size_t size = 65536, maxfds = SCM_MAX_FD, niov = 1, k;
+  int flags = 0, hascred = 0, ctrunc, gidx, i, n, extra, scatter = 0, pidfd = -1, pidx = -1;
   ssize_t r;
   lua_settop(L, 2);
   if (uipc_options(L, 2, 2, recvopts, 3)) {
-    if (!lua_isnil(L, 3)) size = (size_t)uipc_intarg(L, 3, 2, 0, LUA_MAXINTEGER, "option 'size'");
+    if (lua_istable(L, 3)) { /* scatter: a list of buffer sizes */
+      scatter = 1;
+      niov = lua_rawlen(L, 3);
+      if (niov < 1 || niov > 1024)
+        return uipc_argerror(L, 2, "option 'size' must be a size or a list of 1 to 1024 sizes, got %d sizes",
+                             (int)niov);
+      size = 0;
+      for (k = 1; k <= niov; k++) {
+        const char *what;
+        lua_rawgeti(L, 3, (lua_Integer)k);
+        what = lua_pushfstring(L, "option 'size'[%d]", (int)k);
+        size += (size_t)uipc_intarg(L, -2, 2, 0, 0x7fffffff, what);
+        lua_pop(L, 2);
+      }
+    } else if (!lua_isnil(L, 3))
+      size = (size_t)uipc_intarg(L, 3, 2, 0, LUA_MAXINTEGER, "option 'size'");
     if (!lua_isnil(L, 4)) maxfds = (size_t)uipc_intarg(L, 4, 2, 0, LUA_MAXINTEGER, "option 'maxfds'");
     flags = uipc_flagsarg(L, 5, 2, &uipc_msgflags);
   }
-  lua_settop(L, 2);
+  lua_settop(L, 3); /* 3: the size list, when scattering */
   if (maxfds > SCM_MAX_FD) maxfds = SCM_MAX_FD; /* the kernel never sends more */
   g = pushguard(L);
   gidx = lua_gettop(L);
   if (size > STACKBUF) buf = (char *)lua_newuserdatauv(L, size, 0);
+  if (niov > STACKIOVR) iov = (struct iovec *)lua_newuserdatauv(L, niov * sizeof *iov, 0);
+  if (scatter) {
+    char *p = buf;
+    for (k = 0; k < niov; k++) {
+      lua_rawgeti(L, 3, (lua_Integer)k + 1);
+      iov[k].iov_base = p;
+      iov[k].iov_len = (size_t)lua_tointeger(L, -1);
+      p += iov[k].iov_len;
+      lua_pop(L, 1);
+    }
+  }
   luaL_checkstack(L, 8, NULL); /* nothing below may fail for want of stack */
   extra = uipc_callflags(L, o, 1);
 
   for (;;) {
     int err;
     memset(&msg, 0, sizeof msg);
-    iov.iov_base = buf;
-    iov.iov_len = size;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
+    if (!scatter) {
+      iov[0].iov_base = buf;
+      iov[0].iov_len = size;
+    }
+    msg.msg_iov = iov;
+    msg.msg_iovlen = niov;
     msg.msg_name = &ss;
     msg.msg_namelen = sizeof ss;
     msg.msg_control = ctrl.buf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(struct ucred)) +
+    msg.msg_controllen = CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) +
                          (maxfds ? CMSG_SPACE(maxfds * sizeof(int)) : 0);
     r = recvmsg(o->fd, &msg, flags | extra | MSG_CMSG_CLOEXEC);
     if (r >= 0) break;
@@ -356,7 +394,9 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
           memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof fd);
           if (c->cmsg_type == SCM_RIGHTS && (size_t)g->n < maxfds)
             g->fd[g->n++] = fd;
-          else { /* beyond maxfds (the slack in the buffer), or a pidfd we did not ask for */
+          else if (c->cmsg_type == SCM_PIDFD && pidfd < 0)
+            pidfd = fd; /* the sender's process (info.pidfd) */
+          else { /* beyond maxfds (the slack in the buffer) */
             if (c->cmsg_type == SCM_RIGHTS) ctrunc = 1;
             close(fd);
           }
@@ -368,29 +408,49 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
     }
   }
   n = g->n;
-  if (n > 0) {
+  if (pidfd >= 0) { /* held by the guard too, after the SCM_RIGHTS ones */
+    pidx = g->n;
+    g->fd[g->n++] = pidfd;
+  }
+  if (g->n > 0) {
     g->busy = 1;
     lua_toclose(L, gidx);
-  } else if (r == 0 && size > 0 &&
+  }
+  if (n == 0 && r == 0 && size > 0 &&
              (o->type == SOCK_STREAM || (o->type == SOCK_SEQPACKET && uipc_seqeof(o->fd)))) {
     /* end of stream: a stream never carries empty messages; a seqpacket
        socket may, so ask whether the peer is gone (with SO_PASSCRED the
        kernel attaches credentials even at EOF, so the control data cannot
        tell) */
+    if (pidx >= 0) {
+      g->n = 0;
+      close(pidfd);
+      lua_closeslot(L, gidx);
+    }
     lua_pushnil(L);
     lua_pushliteral(L, "eof");
     return 2;
   }
 
   if ((size_t)r > size) r = (ssize_t)size; /* MSG_TRUNC reports the real length */
-  lua_pushlstring(L, buf, (size_t)r);
+  if (scatter) {
+    size_t left = (size_t)r;
+    lua_createtable(L, (int)niov, 0);
+    for (k = 0; k < niov; k++) {
+      size_t got = left < iov[k].iov_len ? left : iov[k].iov_len;
+      lua_pushlstring(L, (const char *)iov[k].iov_base, got);
+      lua_rawseti(L, -2, (lua_Integer)k + 1);
+      left -= got;
+    }
+  } else
+    lua_pushlstring(L, buf, (size_t)r);
   lua_createtable(L, n, 0);
   for (i = 0; i < n; i++) {
     uipc_wrapfd(L, g->fd[i]); /* may raise before owning: the guard still holds it */
     g->fd[i] = -1;
     lua_rawseti(L, -2, i + 1);
   }
-  lua_createtable(L, 0, 3 + (msg.msg_namelen > 0) + hascred);
+  lua_createtable(L, 0, 3 + (msg.msg_namelen > 0) + hascred + (pidx >= 0));
   pushkey(L, K_TRUNC);
   lua_pushboolean(L, (msg.msg_flags & MSG_TRUNC) != 0);
   lua_rawset(L, -3);
@@ -419,7 +479,15 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
     lua_rawset(L, -3);
     lua_rawset(L, -3);
   }
-  if (n > 0) {
+  if (pidx >= 0) {
+    uipc_Fd *h;
+    pushkey(L, K_PIDFD);
+    h = uipc_newpidfd(L, hascred ? uc.pid : 0); /* may raise: the guard holds the pidfd */
+    h->fd = g->fd[pidx];
+    g->fd[pidx] = -1;
+    lua_rawset(L, -3);
+  }
+  if (g->n > 0) {
     g->n = 0;
     lua_closeslot(L, gidx);
   }
@@ -429,8 +497,42 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
 static const uipc_Op recvmsg_op = {"recvmsg", recvmsg_body};
 static int sock_recvmsg(lua_State *L) { return uipc_run(L, &recvmsg_op); }
 
-/* peercred() -> {pid=, uid=, gid=} of the peer at connect/socketpair time;
-   nil, "peercred: no peer credentials", ENOTCONN without a unix peer */
+static char CREDMT, CREDSOCKS; /* registry: the peercred tables' metatable; table -> socket */
+
+/*
+ * A peercred table's pidfd is made when it is first read: a descriptor is
+ * opened only for callers who want one (and must close it). It is
+ * SO_PEERPIDFD of the socket the table came from, read while that socket
+ * is open: the peer process as of connect/socketpair, which its pid number
+ * cannot be mistaken for once reused. nil where the kernel has no
+ * SO_PEERPIDFD (before 6.5) or no longer has the process.
+ */
+static int cred_index(lua_State *L) {
+  uipc_Fd *o, *h;
+  lua_Integer pid;
+  socklen_t len = sizeof(int);
+  int fd = -1;
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "pidfd") != 0) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CREDSOCKS);
+  lua_pushvalue(L, 1);
+  lua_rawget(L, -2);
+  o = uipc_toobj(L, -1);
+  if (!o || !o->issock || o->fd < 0) return 0;
+  lua_pushliteral(L, "pid");
+  lua_rawget(L, 1);
+  pid = lua_tointeger(L, -1);
+  h = uipc_newpidfd(L, (pid_t)pid);
+  if (getsockopt(o->fd, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) < 0 || fd < 0) return 0;
+  h->fd = fd; /* the kernel's pidfds are close-on-exec */
+  lua_pushliteral(L, "pidfd");
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+/* peercred() -> {pid=, uid=, gid=, pidfd = handle} of the peer at
+   connect/socketpair time (pidfd: see cred_index); nil, "peercred: no peer
+   credentials", ENOTCONN without a unix peer */
 static int sock_peercred(lua_State *L) {
   uipc_Fd *o = uipc_checksock(L, 1);
   struct ucred uc;
@@ -438,13 +540,22 @@ static int sock_peercred(lua_State *L) {
   if (getsockopt(o->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) return uipc_failerrno(L, "getsockopt");
   /* Linux answers pid 0 for a socket with no unix peer (unconnected, inet) */
   if (uc.pid == 0) return uipc_failmsg(L, "peercred", "no peer credentials", ENOTCONN);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, uc.pid);
   lua_setfield(L, -2, "pid");
   lua_pushinteger(L, uc.uid);
   lua_setfield(L, -2, "uid");
   lua_pushinteger(L, uc.gid);
   lua_setfield(L, -2, "gid");
+  if (o->family == AF_UNIX) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &CREDSOCKS);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &CREDMT);
+    lua_setmetatable(L, -2);
+  }
   return 1;
 }
 
@@ -457,6 +568,16 @@ static const luaL_Reg sockmethods[] = {
 
 void uipc_open_message(lua_State *L) {
   const char *const *k;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, cred_index);
+  lua_setfield(L, -2, "__index");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CREDMT);
+  lua_createtable(L, 0, 0); /* weak keys: a table forgotten lets its socket go */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CREDSOCKS);
   /* socket methods, with the keys and the shared guard as upvalues */
   lua_getfield(L, -1, "_methods");
   lua_getfield(L, -1, "socket");

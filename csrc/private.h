@@ -11,7 +11,8 @@
  *                 scheduler hand-off, and the read/write loops built on it
  *   descriptor.c  the object model every descriptor is built on
  *   socket.c address.c message.c poll.c process.c signal.c lock.c codec.c
- *   systemd.c     one domain each (systemd.c: the environment, socket activation)
+ *   systemd.c exec.c pidfd.c eventfd.c memfd.c
+ *                 one domain each (systemd.c: the environment, socket activation)
  */
 #ifndef UNIXIPC_PRIVATE_H
 #define UNIXIPC_PRIVATE_H
@@ -78,6 +79,7 @@ typedef struct uipc_Fd {
   unsigned char nbunknown; /* wrapped fd: onb/usernb not read yet, see uipc_nbresolve */
   unsigned char fifounknown; /* wrapped non-socket: isfifo not read yet (first write) */
   unsigned char handed;  /* closed by tofile(): the descriptor lives on in an io file */
+  unsigned char kind;    /* UIPC_KIND_*: a descriptor with methods of its own (metatable) */
   unsigned gen;          /* bumped when fd comes to stand for another file (dup2 onto it) */
   int family, type;      /* sockets: AF_*, SOCK_* */
   double timeout;        /* seconds, < 0 means none */
@@ -307,7 +309,30 @@ UIPC_API void uipc_nbresolve(uipc_Fd *o);
 /* register methods on descriptor objects (fdm, also on sockets) and sockets only (sockm) */
 UIPC_API void uipc_addmethods(lua_State *L, const luaL_Reg *fdm, const luaL_Reg *sockm);
 /* the name of a kind of object for "attempt to use a closed ..." */
-#define uipc_kindname(o) ((o)->issock ? "socket" : "descriptor")
+#define uipc_kindname(o) ((o)->issock ? "socket" : uipc_kindnames[(o)->kind])
+
+/*
+ * Kinds: descriptors with methods of their own (a pidfd, an eventfd, a
+ * memfd). Each is a plain uipc_Fd -- same class tag, same size, so every
+ * descriptor argument, poll and the shared close take it unchanged -- with
+ * its own metatable, whose methods come first and fall back to the
+ * descriptor methods. o->kind says which, so a kind's method checks its
+ * object with one byte rather than a metatable.
+ */
+enum { UIPC_KIND_FD, UIPC_KIND_PIDFD, UIPC_KIND_EVENTFD, UIPC_KIND_MEMFD, UIPC_NKINDS };
+UIPC_API extern const char *const uipc_kindnames[UIPC_NKINDS]; /* "descriptor", "pidfd", ... */
+/* make kind's metatable ("unixipc.<name>"): methods, then the descriptor
+   methods; tostring may be NULL (the descriptor one); nuv user values */
+UIPC_API void uipc_newkind(lua_State *L, int kind, const luaL_Reg *methods,
+                           lua_CFunction tostring, int nuv);
+/* a new object of kind, not yet open (fd -1), with its user values */
+UIPC_API uipc_Fd *uipc_newkindfd(lua_State *L, int kind);
+/* the open object of kind at idx, or raise (wrong kind, closed) */
+UIPC_API uipc_Fd *uipc_checkkind(lua_State *L, int idx, int kind);
+/* give the descriptor object at idx kind (its metatable too) */
+UIPC_API void uipc_setkind(lua_State *L, int idx, int kind);
+/* the kind the kernel says fd is (an eventfd, a memfd, a pidfd), or UIPC_KIND_FD */
+UIPC_API int uipc_probekind(int fd);
 
 /* ---- socket.c -------------------------------------------------------- */
 
@@ -331,6 +356,53 @@ UIPC_API int uipc_addrfail(lua_State *L, const char *op, int gaierr);
 
 /* push pid, how, code for a wait status ("exit", "signal", "stop", "continue") */
 UIPC_API int uipc_pushstatus(lua_State *L, pid_t pid, int status);
+
+/* ---- exec.c: running programs ------------------------------------------ */
+
+/*
+ * What a new process does before it runs: the descriptors it gets at given
+ * numbers (the dup2 shuffle, cycles and overlaps included), optionally
+ * nothing else (close_range), setsid, chdir, a parent-death signal. The
+ * same steps serve exec (in this process), popen's child (clone + exec)
+ * and spawn's child (fork, then Lua). Filled in the parent by
+ * uipc_plancheck; uipc_planapply runs in the child, allocates nothing and
+ * calls only async-signal-safe functions.
+ */
+typedef struct uipc_FdMove {
+  int target, source; /* the new program's descriptor target is now source's file */
+} uipc_FdMove;
+typedef struct uipc_Plan {
+  uipc_FdMove *map; /* sorted by target */
+  int *moved;       /* scratch, one per entry */
+  int nmap;
+  int exact;        /* close every descriptor that is not a target */
+  int setsid;
+  int pdeathsig;    /* 0: none */
+  pid_t parent;     /* the parent's pid, recorded before fork (pdeathsig's race) */
+  const char *cwd;  /* NULL: stay */
+  int fdlimit;      /* RLIMIT_NOFILE, for closing without close_range */
+  int keep;         /* exact plans: a descriptor to keep open too (-1: none) */
+  /* the step that failed in the child, and its errno */
+  volatile int stage, err, where;
+} uipc_Plan;
+enum { UIPC_STAGE_NONE, UIPC_STAGE_SETSID, UIPC_STAGE_PDEATHSIG, UIPC_STAGE_CHDIR,
+       UIPC_STAGE_DUP, UIPC_STAGE_EXEC };
+/* read the options {fds =, cwd =, setsid =, pdeathsig =} at base.. (names in
+   uipc_Opt order: fds, cwd, setsid, pdeathsig; absent ones nil); argn names
+   the options' argument in errors. Scratch lives in userdata anchored at
+   anchor. */
+UIPC_API void uipc_plancheck(lua_State *L, int base, int argn, int anchor, uipc_Plan *p);
+/* in the child: every step; 0, or -1 with p->stage / p->err / p->where set */
+UIPC_API int uipc_planapply(uipc_Plan *p);
+/* nil, message, errno for the step of p that failed (op names the call) */
+UIPC_API int uipc_planfail(lua_State *L, const uipc_Plan *p, const char *path);
+
+/* ---- pidfd.c ---------------------------------------------------------- */
+
+/* pidfd_open / CLONE_PIDFD usable here? (false on old kernels, or forced for tests) */
+UIPC_API int uipc_havepidfd(void);
+/* a new pidfd object for pid (fd -1 until the caller sets it) */
+UIPC_API uipc_Fd *uipc_newpidfd(lua_State *L, pid_t pid);
 
 /* ---- signal.c -------------------------------------------------------- */
 
@@ -357,5 +429,9 @@ UIPC_API void uipc_open_signal(lua_State *L);
 UIPC_API void uipc_open_lock(lua_State *L);
 UIPC_API void uipc_open_codec(lua_State *L);
 UIPC_API void uipc_open_systemd(lua_State *L);
+UIPC_API void uipc_open_exec(lua_State *L);
+UIPC_API void uipc_open_pidfd(lua_State *L);
+UIPC_API void uipc_open_eventfd(lua_State *L);
+UIPC_API void uipc_open_memfd(lua_State *L);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * Processes: fork, waitpid, kill, getpid, getppid, _exit, setsid, getsid,
- * dup2, exec, chdir, umask. spawn and daemonize are Lua policy on top of
- * these (lua/unixipc/process.lua).
+ * dup2, chdir, umask, and _forkrun(x), the child side of spawn. exec and
+ * popen's core live in exec.c. spawn, popen and daemonize are Lua policy
+ * on top of these (lua/unixipc/process.lua).
  */
 #include "private.h"
 
@@ -15,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
 
 /* fork() -> pid | 0. C stdio is flushed first so nothing buffered is written twice. */
 static int ipc_fork(lua_State *L) {
@@ -100,19 +100,13 @@ static int childmsgh(lua_State *L) {
  * daemonize: when fn returns _forkrun itself, the child returns 0 to its
  * caller, like fork.
  */
-static int ipc_forkrun(lua_State *L) {
-  int nargs = lua_gettop(L) - 1, code;
-  pid_t pid;
-  luaL_checkany(L, 1);
+static int ipc_forkrun(lua_State *L);
+
+/* the child's side of _forkrun: fn at 1, its nargs arguments after it */
+static int runchild(lua_State *L, int nargs) {
+  int code;
   lua_pushcfunction(L, childmsgh);
   lua_insert(L, 1);
-  fflush(NULL);
-  pid = fork();
-  if (pid < 0) return uipc_failerrno(L, "fork");
-  if (pid > 0) {
-    lua_pushinteger(L, pid);
-    return 1;
-  }
   if (lua_pcall(L, nargs, 1, 1) == LUA_OK) {
     if (lua_tocfunction(L, -1) == ipc_forkrun) {
       lua_pushinteger(L, 0);
@@ -127,6 +121,90 @@ static int ipc_forkrun(lua_State *L) {
   fflush(NULL);
   _exit(code);
   return 0;
+}
+
+static int ipc_forkrun(lua_State *L) {
+  int nargs = lua_gettop(L) - 1;
+  pid_t pid;
+  luaL_checkany(L, 1);
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) return uipc_failerrno(L, "fork");
+  if (pid > 0) {
+    lua_pushinteger(L, pid);
+    return 1;
+  }
+  return runchild(L, nargs);
+}
+
+/* what a child tells its parent about a step of its plan that failed */
+typedef struct {
+  int stage, err, where;
+} Report;
+
+static const uipc_Opt spawnopts[] = {UIPC_OPT("fds"), UIPC_OPT("cwd"), UIPC_OPT("setsid"),
+                                     UIPC_OPT("pdeathsig"), {NULL, 0}};
+
+/*
+ * _forkrunx(opts, fn, ...) -> pid: _forkrun with a plan ({fds =, cwd =,
+ * setsid =, pdeathsig =}, exec's, see exec.c) carried out in the child
+ * right after fork, in C, before any Lua runs there. fds puts descriptors
+ * at the given numbers without closing the others (the child's Lua objects
+ * still name them). The parent waits for the plan's outcome on a pipe: a
+ * failed step is its own nil, msg, errno (the child is reaped), as with
+ * popen.
+ */
+static int ipc_forkrunx(lua_State *L) {
+  int top = lua_gettop(L), nargs = top - 2, pfd[2];
+  uipc_Plan plan;
+  Report r;
+  ssize_t n;
+  pid_t pid;
+  luaL_checkany(L, 2);
+  uipc_options(L, 1, 1, spawnopts, top + 1);
+  lua_settop(L, top + 4);
+  lua_newtable(L);
+  uipc_plancheck(L, top + 1, 1, top + 5, &plan);
+  plan.exact = 0;
+  if (pipe2(pfd, O_CLOEXEC) < 0) return uipc_failerrno(L, "pipe");
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) {
+    int err = errno;
+    close(pfd[0]);
+    close(pfd[1]);
+    return uipc_fail(L, "fork", err);
+  }
+  if (pid == 0) {
+    close(pfd[0]);
+    if (uipc_planapply(&plan) < 0) {
+      r.stage = plan.stage;
+      r.err = plan.err;
+      r.where = plan.where;
+      if (write(pfd[1], &r, sizeof r) < 0) { /* the parent sees end of file and a dead child */
+      }
+      _exit(127);
+    }
+    close(pfd[1]);
+    lua_settop(L, top);
+    lua_remove(L, 1);
+    return runchild(L, nargs);
+  }
+  close(pfd[1]);
+  while ((n = read(pfd[0], &r, sizeof r)) < 0 && errno == EINTR) {
+  }
+  close(pfd[0]);
+  if (n == (ssize_t)sizeof r) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    plan.stage = r.stage;
+    plan.err = r.err;
+    plan.where = r.where;
+    return uipc_planfail(L, &plan, NULL);
+  }
+  lua_pushinteger(L, pid);
+  return 1;
 }
 
 static int ipc_getpid(lua_State *L) {
@@ -212,224 +290,6 @@ static int ipc_umask(lua_State *L) {
   return 1;
 }
 
-/* ---- exec ------------------------------------------------------------ */
-
-/*
- * The value at idx as a C string for exec: a string or a number, without a
- * zero byte. key (an absolute index) names it in errors: argv[3], env.HOME.
- */
-static const char *execstr(lua_State *L, int idx, int arg, const char *t, int key) {
-  size_t n;
-  const char *s, *why = NULL;
-  int vt = lua_type(L, idx);
-  if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
-    why = lua_pushfstring(L, "must be a string, got %s", lua_typename(L, vt));
-  else {
-    s = lua_tolstring(L, idx, &n);
-    if (strlen(s) == n) return s;
-    why = "contains a zero byte";
-  }
-  if (lua_type(L, key) == LUA_TSTRING)
-    uipc_argerror(L, arg, "%s.%s %s", t, lua_tostring(L, key), why);
-  uipc_argerror(L, arg, "%s[%I] %s", t, lua_tointeger(L, key), why);
-  return NULL;
-}
-
-/*
- * The strings handed to execve stay reachable from the anchor table at
- * `anchor` (Lua strings never move), so nothing is collected under the
- * arrays while exec runs.
- */
-static char **buildargv(lua_State *L, const char *path, int anchor, size_t *pn) {
-  int ist = lua_istable(L, 2);
-  size_t n = ist ? lua_rawlen(L, 2) : 0, i;
-  char **argv = (char **)lua_newuserdatauv(L, (n + 2) * sizeof(char *), 0);
-  lua_rawsetp(L, anchor, argv);
-  argv[0] = (char *)path;
-  for (i = ist ? 0 : 1; i <= n; i++) {
-    lua_pushinteger(L, (lua_Integer)i);
-    if (lua_rawget(L, 2) == LUA_TNIL && i == 0) { /* argv[0] defaults to path */
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_pushinteger(L, (lua_Integer)i);
-    argv[i] = (char *)execstr(L, -2, 2, "argv", lua_gettop(L));
-    lua_pop(L, 1);
-    lua_rawseti(L, anchor, (lua_Integer)i);
-  }
-  argv[n + 1] = NULL;
-  *pn = n;
-  return argv;
-}
-
-/* env as {NAME = value, ...} and/or {"NAME=value", ...} */
-static char **buildenv(lua_State *L, int anchor) {
-  size_t n = 0, i = 0;
-  char **envp;
-  lua_pushnil(L);
-  while (lua_next(L, 3)) {
-    n++;
-    lua_pop(L, 1);
-  }
-  envp = (char **)lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
-  lua_rawsetp(L, anchor, envp);
-  lua_pushnil(L);
-  while (lua_next(L, 3)) {
-    const char *s;
-    int kt = lua_type(L, -2);
-    if (kt != LUA_TSTRING && !lua_isinteger(L, -2))
-      uipc_argerror(L, 3, "env keys must be names or list positions, got %s", lua_typename(L, kt));
-    s = execstr(L, -1, 3, "env", lua_gettop(L) - 1);
-    if (kt == LUA_TSTRING) {
-      size_t kn;
-      const char *k = lua_tolstring(L, -2, &kn);
-      if (kn == 0 || strlen(k) != kn || strchr(k, '='))
-        uipc_argerror(L, 3, "invalid environment name '%s'", k);
-      s = lua_pushfstring(L, "%s=%s", k, s);
-    } else {
-      const char *eq = strchr(s, '=');
-      if (!eq || eq == s)
-        uipc_argerror(L, 3, "env[%I] must look like \"NAME=value\", got '%s'", lua_tointeger(L, -2), s);
-      lua_pushvalue(L, -1);
-    }
-    envp[i++] = (char *)s;
-    lua_rawseti(L, anchor, (lua_Integer)i);
-    lua_pop(L, 1);
-  }
-  envp[i] = NULL;
-  return envp;
-}
-
-/* execve, falling back to /bin/sh for a file without a #! line, as execvp does */
-static int tryexec(const char *file, char **argv, char **envp, char **shargv, size_t n) {
-  int err;
-  execve(file, argv, envp);
-  err = errno;
-  if (err == ENOEXEC) {
-    size_t i;
-    shargv[0] = (char *)"/bin/sh";
-    shargv[1] = (char *)file;
-    for (i = 1; i <= n; i++) shargv[i + 1] = argv[i];
-    shargv[n + 2] = NULL;
-    execve("/bin/sh", shargv, envp);
-  }
-  return err;
-}
-
-/* the execvp search over the caller's PATH; returns the errno to report */
-/* ignore the signals in set, saving their actions in old (restore = 0), or
-   put the saved actions back (restore = 1) */
-static void swapignored(const sigset_t *set, struct sigaction *old, int restore) {
-  struct sigaction ign;
-  int s;
-  memset(&ign, 0, sizeof ign);
-  ign.sa_handler = SIG_IGN;
-  sigemptyset(&ign.sa_mask);
-  for (s = 1; s < NSIG; s++)
-    if (sigismember(set, s) == 1) {
-      if (restore)
-        sigaction(s, &old[s], NULL);
-      else
-        sigaction(s, &ign, &old[s]);
-    }
-}
-
-/* scratch for execsearch, allocated before the signal mask is swapped so
-   no memory error can escape with the mask changed */
-typedef struct {
-  char **shargv; /* argv for /bin/sh when a file has no #! */
-  char *buf;     /* PATH entry + "/" + file */
-  const char *path;
-} ExecScratch;
-
-static void execprep(lua_State *L, const char *file, size_t n, int anchor, ExecScratch *x) {
-  x->shargv = (char **)lua_newuserdatauv(L, (n + 3) * sizeof(char *), 0);
-  lua_rawsetp(L, anchor, x->shargv);
-  x->path = getenv("PATH");
-  if (!x->path) x->path = "/bin:/usr/bin";
-  x->buf = (char *)lua_newuserdatauv(L, strlen(x->path) + strlen(file) + 3, 0);
-  lua_rawsetp(L, anchor, x->buf);
-}
-
-static int execsearch(const char *file, char **argv, char **envp, size_t n, const ExecScratch *x) {
-  char **shargv = x->shargv;
-  const char *p;
-  char *buf = x->buf;
-  size_t flen = strlen(file);
-  int err = ENOENT, eacces = 0;
-  if (*file == '\0') return ENOENT;
-  if (strchr(file, '/')) return tryexec(file, argv, envp, shargv, n);
-  for (p = x->path;; p++) {
-    const char *end = strchr(p, ':');
-    size_t dlen = end ? (size_t)(end - p) : strlen(p);
-    if (dlen == 0) {
-      buf[0] = '.';
-      dlen = 1;
-    } else
-      memcpy(buf, p, dlen);
-    buf[dlen] = '/';
-    memcpy(buf + dlen + 1, file, flen + 1);
-    err = tryexec(buf, argv, envp, shargv, n);
-    switch (err) {
-      case EACCES: eacces = 1; /* fallthrough: keep looking, as execvp does */
-      case ENOENT:
-      case ENOTDIR:
-      case ENAMETOOLONG:
-      case ELOOP:
-      case ESTALE:
-      case ENODEV:
-      case ETIMEDOUT: break;
-      default: return err;
-    }
-    if (!end) break;
-    p = end;
-  }
-  return eacces ? EACCES : err;
-}
-
-/*
- * exec(path, argv [, env]) -> only returns on failure: nil, msg, errno.
- * argv is the argument list after the program name, as Lua's own `arg`:
- * argv[1], argv[2], ...; argv[0], when present, is the name the program
- * sees as its argv[0] (default: path). env, when given, replaces the
- * environment. path without "/" is searched in the caller's PATH (execvp).
- * C stdio is flushed first, since exec would drop buffered output. The new
- * program gets the signal mask the process had before any unixipc signal
- * bridge blocked signals; if exec fails, the current mask is put back.
- */
-static int ipc_exec(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  char **argv, **envp = environ;
-  size_t n;
-  sigset_t saved, cur, ignored;
-  struct sigaction oldact[NSIG];
-  ExecScratch scratch;
-  int anchor, err, swapped;
-  if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2))
-    return uipc_argerror(L, 2, "argv must be a table of strings, got %s", luaL_typename(L, 2));
-  if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
-    return uipc_argerror(L, 3, "env must be a table, got %s", luaL_typename(L, 3));
-  if (strlen(path) != lua_rawlen(L, 1))
-    return uipc_argerror(L, 1, "path contains a zero byte");
-  lua_settop(L, 3);
-  lua_newtable(L);
-  anchor = lua_gettop(L);
-  argv = buildargv(L, path, anchor, &n);
-  if (lua_istable(L, 3)) envp = buildenv(L, anchor);
-  execprep(L, path, n, anchor, &scratch);
-  fflush(NULL);
-  /* the exec'd program gets the mask and the ignored signals the process
-     had before any signal bridge; both come back if exec fails */
-  swapped = uipc_sigsaved(&saved, &ignored) && sigprocmask(SIG_SETMASK, &saved, &cur) == 0;
-  if (swapped) swapignored(&ignored, oldact, 0);
-  err = execsearch(path, argv, envp, n, &scratch);
-  if (swapped) {
-    swapignored(&ignored, oldact, 1);
-    sigprocmask(SIG_SETMASK, &cur, NULL);
-  }
-  return uipc_failon(L, "exec", path, err);
-}
-
 static const luaL_Reg funcs[] = {
   {"fork", ipc_fork},
   {"waitpid", ipc_waitpid},
@@ -438,10 +298,10 @@ static const luaL_Reg funcs[] = {
   {"getppid", ipc_getppid},
   {"_exit", ipc__exit},
   {"_forkrun", ipc_forkrun},
+  {"_forkrunx", ipc_forkrunx},
   {"setsid", ipc_setsid},
   {"getsid", ipc_getsid},
   {"dup2", ipc_dup2},
-  {"exec", ipc_exec},
   {"chdir", ipc_chdir},
   {"umask", ipc_umask},
   {NULL, NULL}

@@ -275,6 +275,9 @@ static const sockopt options[] = {
 #ifdef SO_PASSCRED
   {"passcred", SOL_SOCKET, SO_PASSCRED, OPT_BOOL, 0},
 #endif
+#ifdef __linux__
+  {"passpidfd", SOL_SOCKET, 76 /* SO_PASSPIDFD, Linux 6.5 */, OPT_BOOL, 0},
+#endif
   {"linger", SOL_SOCKET, SO_LINGER, OPT_LINGER, 0},
   {"broadcast", SOL_SOCKET, SO_BROADCAST, OPT_BOOL, 0},
   {"ipv6only", IPPROTO_IPV6, IPV6_V6ONLY, OPT_BOOL, 0},

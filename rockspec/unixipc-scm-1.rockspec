@@ -9,8 +9,9 @@ description = {
   detailed = [[
 socketpair, Unix-domain (stream, dgram, seqpacket, abstract) and inet/inet6
 sockets, sendmsg/recvmsg with descriptor passing and credentials, fork,
-waitpid, exec and spawn, signals through a pollable descriptor, TCP
-out-of-band data, flock, fcntl and OFD locks, message channels.
+waitpid, exec, spawn and popen, pidfds, eventfd, sealed memfd, signals
+through a pollable descriptor, TCP out-of-band data, flock, fcntl and OFD
+locks, message channels.
 ]],
   license = "MIT",
 }
@@ -26,6 +27,7 @@ build = {
         "csrc/address.c", "csrc/check.c", "csrc/codec.c", "csrc/constants.c", "csrc/core.c",
         "csrc/descriptor.c", "csrc/lock.c", "csrc/message.c", "csrc/poll.c", "csrc/process.c",
         "csrc/signal.c", "csrc/socket.c", "csrc/systemd.c", "csrc/wait.c",
+        "csrc/exec.c", "csrc/pidfd.c", "csrc/eventfd.c", "csrc/memfd.c",
       },
     },
     ["unixipc"] = "lua/unixipc.lua",

@@ -12,7 +12,8 @@ end
 
 describe("bench loops", function()
   for _, loop in ipairs { "sendrecv", "bulk", "pingpong", "fdpass", "flock", "fcntl", "fork",
-    "signal", "channel", "poll", "polltable" } do
+    "signal", "channel", "poll", "polltable", "taskswitch", "popen", "execute", "pidfd", "bigmemfd",
+    "bigsocket" } do
     it(loop, function()
       local out, ok = run(loop)
       assert.is_true(ok, out)

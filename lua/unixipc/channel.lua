@@ -7,6 +7,11 @@
 -- bytes; the receiver reads exactly one frame at a time (never past it, so
 -- polling the socket tells the truth) and checks that the descriptors that
 -- came with the frame's bytes are the ones its header announced.
+--
+-- A body larger than the channel's memfd threshold (1 MiB unless set)
+-- travels in a sealed memfd instead of through the socket buffer: a frame
+-- of magic 0xA6 whose header is all the socket carries, the memfd its last
+-- descriptor (see docs: "Channels: big values").
 local core = require "unixipc.core"
 
 local type, error, pcall, next = type, error, pcall, next
@@ -16,16 +21,19 @@ local concat = table.concat
 local mtype = math.type
 
 local MAGIC = 0xA5
+local MEMFD = 0xA6       -- the body is the frame's last descriptor, a sealed memfd
 local HEADER = "<BBI4"   -- magic, number of descriptors, body length
 local HLEN = 6
 local CHUNK = 65536      -- bytes asked per recvmsg on a stream
 local RECORD = 32768     -- seqpacket: a frame goes out in records of at most this
 local RECORDMAX = 65536  -- seqpacket: a longer record is a protocol error
 local DEFAULT_MAXSIZE = 64 * 1024 * 1024
+local DEFAULT_MEMFD = 1024 * 1024 -- bodies above this go by memfd
 local SCM_MAX_FD = core.SCM_MAX_FD or 253
 
 local errno = core.errno
-local EPROTO, EMSGSIZE, EINVAL, EAGAIN = errno.EPROTO, errno.EMSGSIZE, errno.EINVAL, errno.EAGAIN
+local EPROTO, EMSGSIZE, EINVAL, EAGAIN, ENOSYS =
+  errno.EPROTO, errno.EMSGSIZE, errno.EINVAL, errno.EAGAIN, errno.ENOSYS
 
 -- ---- codec -------------------------------------------------------------
 -- The body is one value: tag 0 nil, 1 false, 2 true, 3 integer (<j), 4 float
@@ -35,6 +43,7 @@ local EPROTO, EMSGSIZE, EINVAL, EAGAIN = errno.EPROTO, errno.EMSGSIZE, errno.EIN
 -- send for what cannot be sent; decode(s, pos) reads one value from s[pos] to
 -- the end of s and raises the reason a body is malformed.
 local encode, decode = core._encode, core._decode
+local sealedmemfd, memfdbody, retype = core._sealedmemfd, core._memfdbody, core.retype
 
 -- ---- channel -------------------------------------------------------------
 
@@ -62,7 +71,7 @@ local function checkopen(self)
 end
 
 local function resetframe(self)
-  self.head, self.total, self.have, self.nfds = "", nil, 0, 0
+  self.head, self.total, self.have, self.nfds, self.memlen = "", nil, 0, 0, nil
   local parts = self.parts
   for i = #parts, 1, -1 do parts[i] = nil end
 end
@@ -98,6 +107,30 @@ local function sendrest(self, sock, s)
   return true
 end
 
+-- a frame whose body (the strings ...) goes in a sealed memfd, sent with
+-- the frame's other descriptors; nil, "memfd" when this kernel has none
+-- (the caller then sends through the socket)
+local function sendmemfd(self, sock, len, fds, nf, ...)
+  local m, msg, err = sealedmemfd(...)
+  if not m then
+    if err == ENOSYS then
+      self.memfd = false
+      return nil, "memfd"
+    end
+    return nil, "channel: " .. msg, err
+  end
+  local list = {}
+  for i = 1, nf do list[i] = fds[i] end
+  list[nf + 1] = m
+  local head = pack(HEADER, MEMFD, nf + 1, len)
+  local sent
+  sent, msg, err = sock:sendmsg { data = head, fds = list }
+  m:close()
+  if not sent then return nil, msg, err end -- nothing went out
+  if sent < HLEN then return sendrest(self, sock, sub(head, sent + 1)) end
+  return true
+end
+
 -- send(value [, fds]) -> true | nil, msg, errno
 function Channel:send(value, fds)
   local sock = self.sock
@@ -109,6 +142,18 @@ function Channel:send(value, fds)
     end
     nf = #fds
   end
+  local memfd = self.memfd
+  if memfd and type(value) == "string" and #value > memfd and nf < SCM_MAX_FD then
+    -- a big string: its body is tag 5, its length, itself (the codec's
+    -- bytes) written from the string into the memfd, never copied whole
+    local len = #value + 5
+    if len > self.maxsize then
+      return nil, format("channel: frame of %d bytes exceeds maxsize %d", len, self.maxsize), EMSGSIZE
+    end
+    local ok, msg, err = sendmemfd(self, sock, len, fds, nf, pack("<BI4", 5, #value), value)
+    if ok then return true end
+    if msg ~= "memfd" then return nil, msg, err end
+  end
   local body = encode(value, 2) -- raises at send's caller
   local len = #body
   if len > self.maxsize then
@@ -116,6 +161,12 @@ function Channel:send(value, fds)
   end
   if nf > SCM_MAX_FD then
     return nil, format("channel: too many descriptors (%d, at most %d per frame)", nf, SCM_MAX_FD), EINVAL
+  end
+  memfd = self.memfd -- (false now if the kernel had no memfd for a string above)
+  if memfd and len > memfd and nf < SCM_MAX_FD and type(value) == "table" then
+    local ok, msg, err = sendmemfd(self, sock, len, fds, nf, body)
+    if ok then return true end
+    if msg ~= "memfd" then return nil, msg, err end
   end
   -- the frame's descriptors go with its first bytes; on seqpacket a frame
   -- goes out in records of at most RECORD bytes
@@ -156,7 +207,22 @@ end
 -- the header is complete in self.head: check it and start the body
 local function takeheader(self, head)
   local magic, nfds, len = unpack(HEADER, head)
+  if magic == MEMFD then -- the body is in the frame's last descriptor
+    if len > self.maxsize then
+      return fail(self, format("frame of %d bytes exceeds maxsize %d", len, self.maxsize), EMSGSIZE)
+    end
+    if nfds < 1 or nfds - 1 > self.maxfds then
+      return fail(self, format("memfd frame announces %d descriptors, 1 to %d accepted", nfds,
+        self.maxfds + 1))
+    end
+    if #head ~= HLEN then return fail(self, "malformed frame (bytes after a memfd frame's header)") end
+    self.head, self.total, self.nfds, self.memlen = "", 0, nfds, len
+    return true
+  end
   if magic ~= MAGIC then return fail(self, "malformed frame (bad header)") end
+  -- recvmsg takes one descriptor more than maxfds (a memfd frame's memfd):
+  -- for other frames, that one is what the kernel would have cut
+  if #self.rfds > self.maxfds then return fail(self, "descriptors truncated (more than maxfds sent)") end
   if len > self.maxsize then
     return fail(self, format("frame of %d bytes exceeds maxsize %d", len, self.maxsize), EMSGSIZE)
   end
@@ -180,11 +246,15 @@ local function absorb(self, data, fds, info)
   if nr > 0 then
     local base = #rfds
     for i = 1, nr do rfds[base + i] = fds[i] end
-    if base + nr > self.maxfds then return fail(self, "too many descriptors with one frame") end
+    -- one more than maxfds may come: a memfd frame's memfd
+    if base + nr > self.maxfds + 1 then return fail(self, "too many descriptors with one frame") end
   end
   if info.ctruncated then return fail(self, "descriptors truncated (more than maxfds sent)") end
   if info.truncated then return fail(self, "record truncated (longer than a frame record)") end
   local total = self.total
+  if total and not self.memlen and #rfds > self.maxfds then
+    return fail(self, "descriptors truncated (more than maxfds sent)")
+  end
   if not total then
     local head = self.head
     head = head == "" and data or head .. data
@@ -204,6 +274,16 @@ local function absorb(self, data, fds, info)
   return true
 end
 
+-- received descriptors get the class of what they are (an eventfd, a
+-- memfd, a pidfd), as core.retype says
+local function typefds(fds)
+  for i = 1, #fds do
+    local o = fds[i]
+    if o.recvmsg == nil then retype(o) end
+  end
+  return fds
+end
+
 -- a whole frame: s holds the body from start to its end, fds came with it
 -- -> value, fds
 local function finish(self, s, start, fds, nfds)
@@ -217,7 +297,32 @@ local function finish(self, s, start, fds, nfds)
     closefds(fds)
     return fail(self, "malformed frame (" .. tostring(value) .. ")")
   end
+  if nr > 0 then typefds(fds) end
   return value, fds
+end
+
+-- a whole memfd frame: its body is the last of fds, len bytes, trusted
+-- only once sealed against writing, growing and shrinking (_memfdbody
+-- checks) -> value, fds
+local function finishmemfd(self, fds, nfds, len)
+  local nr = #fds
+  if nr ~= nfds then
+    closefds(fds)
+    return fail(self, format("frame announced %d descriptors but %d came with it", nfds, nr))
+  end
+  local m = fds[nr]
+  fds[nr] = nil
+  local v, isvalue, err = memfdbody(m, len)
+  m:close()
+  if v == nil then
+    closefds(fds)
+    return fail(self, isvalue, err)
+  end
+  if isvalue then
+    if nr > 1 then typefds(fds) end
+    return v, fds
+  end
+  return finish(self, v, 1, fds, nr - 1)
 end
 
 -- recv() -> value, fds | nil, msg, errno. "eof" at a clean end of stream;
@@ -241,7 +346,10 @@ function Channel:recv()
           hdrenc[len], hdrlen[data] = data, len
         end
       end
-      if magic == MAGIC and nfds == nr and nfds <= self.maxfds and len <= self.maxsize then
+      if magic == MEMFD and nd == HLEN and nfds == nr and nfds >= 1 and nfds - 1 <= self.maxfds
+        and len <= self.maxsize then
+        return finishmemfd(self, fds, nfds, len)
+      elseif magic == MAGIC and nfds == nr and nfds <= self.maxfds and len <= self.maxsize then
         if seq then
           if nd == HLEN + len then return finish(self, data, HLEN + 1, fds, nfds) end
         elseif len > 0 and len <= CHUNK then
@@ -302,6 +410,12 @@ function Channel:recv()
   local rfds = self.rfds
   local got = {}
   for i = 1, #rfds do got[i], rfds[i] = rfds[i], nil end
+  local memlen = self.memlen
+  if memlen then
+    local nfds = self.nfds
+    resetframe(self)
+    return finishmemfd(self, got, nfds, memlen)
+  end
   local s, nfds = parts[2] == nil and parts[1] or concat(parts), self.nfds
   resetframe(self)
   return finish(self, s, 1, got, nfds)
@@ -352,23 +466,39 @@ local function channel(sock, opts)
     error("bad argument #2 to 'channel' (options must be a table, got " .. type(opts) .. ")", 2)
   end
   for k in next, opts do
-    if k ~= "maxsize" and k ~= "maxfds" then
+    if k ~= "maxsize" and k ~= "maxfds" and k ~= "memfd" then
+      if type(k) ~= "string" then
+        error("bad argument #2 to 'channel' (option names must be strings, got " .. type(k) .. ")", 2)
+      end
       error("bad argument #2 to 'channel' (unknown option '" .. tostring(k) .. "')", 2)
     end
+  end
+  local memfd = opts.memfd
+  if memfd == nil or memfd == true then
+    memfd = DEFAULT_MEMFD
+  elseif memfd ~= false and (mtype(memfd) ~= "integer" or memfd < 0 or memfd > 0xffffffff) then
+    error("bad argument #2 to 'channel' (option 'memfd' must be a size in bytes from 0 to 4294967295 "
+      .. "or a boolean, got " .. (mtype(memfd) and tostring(memfd) or type(memfd)) .. ")", 2)
   end
   local kind = sock:getoption("type")
   if kind ~= "stream" and kind ~= "seqpacket" then
     error("bad argument #1 to 'channel' (stream or seqpacket socket expected, got " .. tostring(kind) .. ")", 2)
   end
   local maxfds = optint(opts, "maxfds", SCM_MAX_FD, 0, SCM_MAX_FD)
+  -- descriptors asked of recvmsg: one more than maxfds, a memfd frame's memfd
+  local rfds = maxfds < SCM_MAX_FD and maxfds + 1 or SCM_MAX_FD
+  -- memfd frames over unix sockets only (an inet socket carries no descriptor)
+  local addr = sock:getsockname()
+  if not addr or addr.family ~= "unix" or not sealedmemfd then memfd = false end
   local self = {
     sock = sock,
     seq = kind == "seqpacket",
     maxsize = optint(opts, "maxsize", DEFAULT_MAXSIZE, 0, 0xffffffff),
     maxfds = maxfds,
-    rhead = { size = HLEN, maxfds = maxfds },     -- a stream frame's header
-    rrecord = { size = RECORDMAX, maxfds = maxfds }, -- a seqpacket record
-    ropts = { size = HLEN, maxfds = maxfds },     -- the rest of a frame
+    memfd = memfd,
+    rhead = { size = HLEN, maxfds = rfds },     -- a stream frame's header
+    rrecord = { size = RECORDMAX, maxfds = rfds }, -- a seqpacket record
+    ropts = { size = HLEN, maxfds = rfds },     -- the rest of a frame
     rfds = {},
     parts = {},
   }

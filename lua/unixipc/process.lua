@@ -1,14 +1,16 @@
--- spawn() and daemonize(): parent/child policy over the C core's fork,
--- waitpid, kill, setsid, dup2 and _exit.
+-- spawn(), popen() and daemonize(): parent/child policy over the C core's
+-- fork, waitpid, kill, setsid, dup2, _exit, pidfds and _spawn.
 --
 -- Every child this module forks ends in core._exit, whatever happens in it:
 -- it never returns into the caller's code, never runs the caller's exit
 -- handlers (a test runner's reporters, say) and never flushes the parent's
 -- buffers a second time.
 local core = require "unixipc.core"
+local check = require "unixipc.check"
 
-local type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, warn =
-  type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, warn
+local type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, ipairs, warn =
+  type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, ipairs, warn
+local next = next
 local mathtype, concat = math.type, table.concat
 local stdout, stderr = io.stdout, io.stderr
 local fmt = string.format
@@ -20,6 +22,10 @@ end
 
 -- ---- proc objects --------------------------------------------------------
 
+local errno = core.errno
+local ECHILD, ESRCH, ENOSYS, EAGAIN, ETIMEDOUT =
+  errno.ECHILD, errno.ESRCH, errno.ENOSYS, errno.EAGAIN, errno.ETIMEDOUT
+
 local Proc = {}
 Proc.__index = Proc
 
@@ -28,22 +34,82 @@ local function result(self)
   return nil, self._how, self._code
 end
 
+-- the child has been reaped: keep its status, let go of its handle
 local function record(self, how, code)
   self._how, self._code = how, code
+  local h = self._h
+  if h then
+    self._h = nil
+    h:close()
+  end
 end
 
 local function isowner(self)
   return self._owner == core.getpid()
 end
 
--- wait() -> ok, how, code, the shape of os.execute: true|nil, "exit"|"signal",
--- exit status or signal number. The status is kept: waiting again returns it.
-function Proc:wait()
+local function checktimeout(t, fname)
+  if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
+    error(fmt("bad argument #1 to '%s' (timeout must be a non-negative number of seconds, got %s)",
+      fname, type(t) == "number" and tostring(t) or type(t)), 3)
+  end
+end
+
+-- the child's own pidfd, opened on first need: the child is ours and not
+-- yet reaped, so its pid cannot have been reused. nil where the kernel has
+-- no pidfds (the fallback then waits with waitpid).
+local function handle(self)
+  local h = self._h
+  if h or self._nopidfd then return h end
+  local _, err
+  h, _, err = core.pidfd(self.pid)
+  if not h then
+    if err == ENOSYS then self._nopidfd = true end
+    return nil
+  end
+  self._h = h
+  return h
+end
+
+-- wait([timeout]) -> ok, how, code, the shape of os.execute: true|nil,
+-- "exit"|"signal", exit status or signal number; nil, "timeout", ETIMEDOUT
+-- when timeout seconds pass first. The status is kept: waiting again
+-- returns it. It waits on the child's pidfd (waitid(P_PIDFD)): no polling
+-- loop, only this child is reaped, and inside a task the other tasks run
+-- meanwhile. Without pidfds: waitpid, and naps of 1 to 50 ms with a timeout.
+function Proc:wait(timeout)
+  checktimeout(timeout, "wait")
   if self._how then return result(self) end
-  local pid, how, code = core.waitpid(self.pid)
-  if not pid then return nil, how, code end
-  record(self, how, code)
-  return result(self)
+  local h = handle(self)
+  if h then
+    local ok, how, code = h:wait(timeout)
+    if how == "exit" or how == "signal" then
+      record(self, how, code)
+      return ok, how, code
+    end
+    if code ~= ENOSYS then return ok, how, code end
+    self._nopidfd, self._h = true, nil -- waitid without P_PIDFD (Linux 5.3)
+    h:close()
+  end
+  if timeout == nil then
+    local pid, how, code = core.waitpid(self.pid)
+    if not pid then return nil, how, code end
+    record(self, how, code)
+    return result(self)
+  end
+  local deadline, step = core.monotime() + timeout, 0.001
+  while true do
+    local pid, how, code = core.waitpid(self.pid, "nohang")
+    if not pid then return nil, how, code end
+    if pid ~= 0 then
+      record(self, how, code)
+      return result(self)
+    end
+    local left = deadline - core.monotime()
+    if left <= 0 then return nil, "timeout", ETIMEDOUT end
+    core.sleep(step < left and step or left)
+    if step < 0.05 then step = step * 2 end
+  end
 end
 
 -- running() -> true while the child has not ended; reaps it (non-blocking)
@@ -57,24 +123,48 @@ function Proc:running()
   return false
 end
 
--- kill([sig]) -> true; refuses once the child is reaped, since its pid may
--- already belong to another process
+-- kill([sig]) -> true, through the child's pidfd where there is one;
+-- refuses once the child is reaped, since its pid may already belong to
+-- another process
 function Proc:kill(sig)
-  if self._how then return nil, "kill: process already reaped", core.errno.ESRCH end
+  if self._how then return nil, "kill: process already reaped", ESRCH end
+  local h = self._h
+  if h then return h:kill(sig == nil and "TERM" or sig) end
   return core.kill(self.pid, sig == nil and "TERM" or sig)
 end
 
--- wait up to `secs` for the child to end; true if it did
-local function waitfor(self, secs)
-  local deadline, step = core.monotime() + secs, 0.001
-  while true do
-    local running = self:running()
-    if not running then return true end
-    local left = deadline - core.monotime()
-    if left <= 0 then return false end
-    core.sleep(step < left and step or left)
-    if step < 0.05 then step = step * 2 end
+-- pidfd() -> a handle for the child (ipc.pidfd's object), the caller's to
+-- close: poll it, signal through it. Waiting is p:wait's: a wait through
+-- the handle reaps the child behind p's back (p:wait then says ECHILD).
+function Proc:pidfd()
+  if self._how then return nil, "pidfd: process already reaped", ESRCH end
+  local h = self._h
+  if h then return h:dup() end
+  return core.pidfd(self.pid)
+end
+
+-- end the child: the caller has closed what it talks through. grace
+-- seconds for it to end on its own, then TERM and grace more, then KILL;
+-- reaped in every case
+local function finish(self, grace)
+  if self._how then return result(self) end
+  if not isowner(self) then
+    return nil, "close: not the parent of this process", ECHILD
   end
+  local ok, how, code = self:wait(grace)
+  if code ~= ETIMEDOUT then return ok, how, code end
+  self:kill("TERM")
+  ok, how, code = self:wait(grace)
+  if code ~= ETIMEDOUT then return ok, how, code end
+  self:kill("KILL")
+  return self:wait()
+end
+
+local function checkgrace(grace)
+  if grace ~= nil and (type(grace) ~= "number" or not (grace >= 0)) then
+    error("bad argument #1 to 'close' (grace must be a non-negative number of seconds)", 3)
+  end
+  return grace or 1
 end
 
 -- close([grace]) -> the wait() results. Closes the channel (a child
@@ -83,23 +173,10 @@ end
 -- more, then SIGKILL; reaps it in every case. `local p <close> =
 -- ipc.spawn(...)` does the same when the scope ends.
 function Proc:close(grace)
-  if grace ~= nil and (type(grace) ~= "number" or not (grace >= 0)) then
-    error("bad argument #1 to 'close' (grace must be a non-negative number of seconds)", 2)
-  end
-  grace = grace or 1
+  grace = checkgrace(grace)
   local chan = self.chan
   if chan and chan.close then pcall(chan.close, chan) end
-  if self._how then return result(self) end
-  if not isowner(self) then
-    return nil, "close: not the parent of this process", core.errno.ECHILD
-  end
-  local running, msg, err = self:running()
-  if running == nil then return nil, msg, err end
-  if running and not waitfor(self, grace) then
-    core.kill(self.pid, "TERM")
-    if not waitfor(self, grace) then core.kill(self.pid, "KILL") end
-  end
-  return self:wait()
+  return finish(self, grace)
 end
 
 Proc.__close = function(self) self:close() end
@@ -125,15 +202,16 @@ end
 -- __gc never blocks and never kills: a child that already ended is reaped;
 -- one still running is left to run, remembered for reaping at the next
 -- spawn(), and reported with warn() (shown by `lua5.4 -W` or warn("@on")).
-Proc.__gc = function(self)
+local function collect(self)
   if self._how or not isowner(self) then return end
   local pid = core.waitpid(self.pid, "nohang")
   if pid == 0 then
     abandoned[#abandoned + 1] = self.pid
     warn(fmt("unixipc: process %d was collected while still running; "
-      .. "wait() for it or close it (it will be reaped at a later spawn)", self.pid))
+      .. "wait() for it or close it (it will be reaped at a later spawn or popen)", self.pid))
   end
 end
+Proc.__gc = collect
 
 Proc.__tostring = function(self)
   if not self._how then return fmt("process %d (running)", self.pid) end
@@ -141,6 +219,19 @@ Proc.__tostring = function(self)
 end
 
 Proc.__name = "unixipc.process"
+
+-- f(...) for the user's function fname: an argument error f raises is
+-- raised again as fname's, its argument number translated by nmap (a C
+-- call's argument -> the user's), at the user's line
+local function relay(fname, nmap, ok, ...)
+  if ok then return ... end
+  local err = ...
+  local n, why = tostring(err):match("bad argument #(%d+) to '[^']*' %((.*)%)$")
+  if n then
+    error(fmt("bad argument #%d to '%s' (%s)", nmap[n + 0] or n + 0, fname, why), 3)
+  end
+  error(err, 0)
+end
 
 -- ---- spawn ---------------------------------------------------------------
 
@@ -157,18 +248,50 @@ local function child(fn, own, other, ...)
   fn(chan, ...) -- results dropped: only _forkrun itself may be returned
 end
 
--- spawn(fn, ...) -> proc: fork; the child runs fn(chan, ...) and exits 0
--- when it returns, 1 (traceback on stderr) when it raises.
+local callable = check.callable
+
+local SPAWN = { pdeathsig = true, setsid = true, cwd = true, fds = true }
+
+-- spawn(fn, ...) or spawn{fn, ..., pdeathsig =, setsid =, cwd =, fds =}
+-- -> proc: fork; the child runs fn(chan, ...) and exits 0 when it returns,
+-- 1 (traceback on stderr) when it raises. The options are popen's, done
+-- in the child right after fork before any Lua runs there: pdeathsig (the
+-- signal the child gets when this process dies), setsid, cwd, fds
+-- (descriptors put at given numbers in the child; the others stay, its
+-- Lua objects name them). A step that fails is spawn's nil, msg, errno.
 local function spawn(fn, ...)
-  local mt = getmetatable(fn)
-  if type(fn) ~= "function" and not (mt and mt.__call) then
+  local opts, args = nil, nil
+  if type(fn) == "table" and not callable(fn) and callable(fn[1]) then
+    opts = fn
+    for k in pairs(opts) do
+      if type(k) == "string" then
+        if not SPAWN[k] then error(fmt("bad argument #1 to 'spawn' (unknown option '%s')", k), 2) end
+      elseif mathtype(k) ~= "integer" or k < 1 then
+        error(fmt("bad argument #1 to 'spawn' (option names must be strings, got %s)", type(k)), 2)
+      end
+    end
+    fn = opts[1]
+    args = { n = #opts - 1, table.unpack(opts, 2) }
+  elseif not callable(fn) then
     error(fmt("bad argument #1 to 'spawn' (function expected, got %s)", type(fn)), 2)
   end
   if abandoned[1] then reapabandoned() end
   local mine, theirs, err = core.socketpair("stream")
   if not mine then return nil, theirs, err end
   local pid, msg
-  pid, msg, err = core._forkrun(child, fn, theirs, mine, ...)
+  if opts then
+    local plan = { pdeathsig = opts.pdeathsig, setsid = opts.setsid, cwd = opts.cwd, fds = opts.fds }
+    local ok, r1, r2, r3 = pcall(core._forkrunx, plan, child, fn, theirs, mine,
+      table.unpack(args, 1, args.n))
+    if not ok then -- misuse: nothing may stay open
+      mine:close()
+      theirs:close()
+      relay("spawn", {}, false, r1)
+    end
+    pid, msg, err = r1, r2, r3
+  else
+    pid, msg, err = core._forkrun(child, fn, theirs, mine, ...)
+  end
   if not pid then
     mine:close()
     theirs:close()
@@ -177,6 +300,240 @@ local function spawn(fn, ...)
   theirs:close()
   local chan = IPC.channel(mine)
   return setmetatable({ pid = pid, chan = chan, _owner = core.getpid() }, Proc)
+end
+
+-- ---- popen ---------------------------------------------------------------
+
+local Popen = setmetatable({}, { __index = Proc })
+Popen.__index = Popen
+Popen.__gc = collect
+Popen.__name = "unixipc.popen"
+Popen.__tostring = Proc.__tostring
+
+local POPEN = { stdin = true, stdout = true, stderr = true, env = true, cwd = true, fds = true,
+  setsid = true, pdeathsig = true }
+local STD = { "stdin", "stdout", "stderr" }
+local SPAWNARGS = { [3] = 2, [4] = 2 } -- _spawn's env and options are popen's options
+
+local function closeall(list)
+  for i = #list, 1, -1 do
+    pcall(list[i].close, list[i])
+    list[i] = nil
+  end
+end
+
+-- a descriptor for a std stream: a unixipc object, an io file, an integer
+local function isdescriptor(v)
+  if mathtype(v) == "integer" then return v >= 0 end
+  local t = io.type(v)
+  if t then return t end
+  return type(v) == "userdata" and getmetatable(v) ~= nil and v.getfd ~= nil
+end
+
+local function checkstd(name, v)
+  if v == nil or v == false or v == "pipe" or (name == "stderr" and v == "stdout") then return end
+  if type(v) == "string" then
+    if v:find("\0", 1, true) then
+      error(fmt("bad argument #2 to 'popen' (option '%s': path contains a NUL byte)", name), 4)
+    end
+    return
+  end
+  local d = isdescriptor(v)
+  if not d then
+    error(fmt("bad argument #2 to 'popen' (option '%s' must be \"pipe\", a descriptor, a path or "
+      .. "false%s, got %s)", name, name == "stderr" and " or \"stdout\"" or "",
+      mathtype(v) == "integer" and tostring(v) or type(v)), 4)
+  end
+  if d == "closed file" or (type(v) == "userdata" and d == true and v:getfd() < 0) then
+    error(fmt("bad argument #2 to 'popen' (option '%s': attempt to use a closed %s)", name,
+      d == "closed file" and "file" or "descriptor"), 4)
+  end
+end
+
+-- the argv of exec from popen's {program, args...}
+local function execargv(argv)
+  if type(argv) ~= "table" then
+    error(fmt("bad argument #1 to 'popen' (argv must be a list {program, args...}, got %s)",
+      type(argv)), 3)
+  end
+  local n = #argv
+  if n == 0 then error("bad argument #1 to 'popen' (argv[1], the program, expected)", 3) end
+  local a = {}
+  for i = 1, n do
+    local v = argv[i]
+    local t = type(v)
+    if t ~= "string" and t ~= "number" then
+      error(fmt("bad argument #1 to 'popen' (argv[%d] must be a string, got %s)", i, t), 3)
+    end
+    if t == "string" and v:find("\0", 1, true) then
+      error(fmt("bad argument #1 to 'popen' (argv[%d] contains a zero byte)", i), 3)
+    end
+    a[i - 1] = v
+  end
+  return tostring(argv[1]), a
+end
+
+-- popen(argv [, opts]) -> c: run a program as Python's subprocess.Popen.
+-- argv = {program, arg, ...}; program without "/" is searched in PATH.
+-- opts.stdin / stdout / stderr: "pipe" (c.stdin, c.stdout, c.stderr are
+-- this side's ends), a descriptor (object, io file, integer), a path
+-- (opened "r" for stdin, "w" for the others), false (/dev/null), nil (this
+-- process's own); stderr = "stdout" shares stdout. env, cwd, setsid,
+-- pdeathsig as exec and spawn; fds = {[n] = descriptor} more descriptors
+-- for the program. The program gets exactly 0, 1, 2 and fds: every other
+-- descriptor is closed. Run by clone(CLONE_VM | CLONE_VFORK) + exec
+-- (csrc/exec.c): a failed exec, chdir or dup2 is popen's nil, msg, errno.
+local function popen(argv, opts)
+  local prog, a = execargv(argv)
+  opts = check.options(opts, 2, "popen", POPEN, 2)
+  for _, name in ipairs(STD) do checkstd(name, opts[name]) end
+  if opts.fds ~= nil and type(opts.fds) ~= "table" then
+    error(fmt("bad argument #2 to 'popen' (option 'fds' must be a table {[n] = descriptor, ...}, got %s)",
+      type(opts.fds)), 2)
+  end
+  check.bool(opts.setsid, "setsid", 2, "popen", 2)
+  if abandoned[1] then reapabandoned() end
+  local map, mine, theirs = {}, {}, {}
+  for k, v in pairs(opts.fds or {}) do
+    if mathtype(k) == "integer" and k >= 0 and k <= 2 and opts[STD[k + 1]] ~= nil then
+      closeall(theirs)
+      error(fmt("bad argument #2 to 'popen' (option 'fds' sets descriptor %d, which option '%s' sets)",
+        k, STD[k + 1]), 2)
+    end
+    map[k] = v
+  end
+  for i, name in ipairs(STD) do
+    local fd, v = i - 1, opts[name]
+    if v == nil then
+      if map[fd] == nil then map[fd] = fd end -- inherited (left closed if it is closed)
+    elseif v == "pipe" then
+      local r, w, err = core.pipe()
+      if not r then
+        closeall(theirs)
+        closeall(mine)
+        return nil, w, err
+      end
+      if fd == 0 then r, w = w, r end -- r: ours, w: the program's
+      mine[name], mine[#mine + 1] = r, r
+      theirs[#theirs + 1], map[fd] = w, w
+    elseif v == "stdout" and fd == 2 then
+      map[2] = map[1]
+    elseif v == false or type(v) == "string" then
+      local path = v or "/dev/null"
+      local f, msg, err = core.open(path, fd == 0 and "r" or "w")
+      if not f then
+        closeall(theirs)
+        closeall(mine)
+        return nil, msg, err
+      end
+      theirs[#theirs + 1], map[fd] = f, f
+    else
+      map[fd] = v
+    end
+  end
+  local ok, pid, h, err = pcall(core._spawn, prog, a, opts.env,
+    { fds = map, cwd = opts.cwd, setsid = opts.setsid, pdeathsig = opts.pdeathsig })
+  closeall(theirs)
+  if not ok then -- misuse: nothing may stay open
+    closeall(mine)
+    relay("popen", SPAWNARGS, false, pid)
+  end
+  if not pid then
+    closeall(mine)
+    return nil, h, err
+  end
+  return setmetatable({ pid = pid, stdin = mine.stdin, stdout = mine.stdout, stderr = mine.stderr,
+    _h = h or nil, _nopidfd = not h or nil, _owner = core.getpid() }, Popen)
+end
+
+-- close the pipes this side holds (the program sees end of file on its
+-- stdin, EPIPE on its outputs)
+local function closepipes(self)
+  for _, name in ipairs(STD) do
+    local o = self[name]
+    if o then pcall(o.close, o) end
+  end
+end
+
+-- close([grace]) -> the wait() results: closes the pipes, then as a
+-- spawned process's close: grace seconds (default 1), TERM, grace, KILL
+function Popen:close(grace)
+  grace = checkgrace(grace)
+  closepipes(self)
+  return finish(self, grace)
+end
+
+Popen.__close = function(self) self:close() end
+
+-- communicate([input [, timeout]]) -> out, err, ok, how, code
+-- Writes input to the program's stdin (then closes it), reads its stdout
+-- and stderr to the end, all at once (poll), so no side waits for the
+-- other however much either writes; then waits for the program. out and
+-- err are what it wrote ("" for a stream that is no pipe); ok, how, code
+-- are wait()'s. A timeout returns nil, "timeout", ETIMEDOUT and keeps
+-- everything: calling communicate again (after c:kill(), say) goes on.
+function Popen:communicate(input, timeout)
+  if input ~= nil and type(input) ~= "string" then
+    error(fmt("bad argument #1 to 'communicate' (input must be a string or nil, got %s)", type(input)), 2)
+  end
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
+    error(fmt("bad argument #2 to 'communicate' (timeout must be a non-negative number of seconds, got %s)",
+      type(timeout) == "number" and tostring(timeout) or type(timeout)), 2)
+  end
+  local st = self._comm
+  if not st then
+    if input and input ~= "" and not self.stdin then
+      error("bad argument #1 to 'communicate' (input given, but stdin is not a pipe)", 2)
+    end
+    st = { input = input or "", pos = 1, out = {}, err = {} }
+    self._comm = st
+    local w = self.stdin
+    if w and w:getfd() >= 0 then
+      if st.input == "" then w:close() else w:setnonblocking(true) end
+    end
+  end
+  local deadline = timeout and core.monotime() + timeout
+  local set, sink = {}, {}
+  local w, r1, r2 = self.stdin, self.stdout, self.stderr
+  if w and w:getfd() >= 0 then set[w] = "w" end
+  if r1 and r1:getfd() >= 0 then set[r1], sink[r1] = "r", st.out end
+  if r2 and r2:getfd() >= 0 then set[r2], sink[r2] = "r", st.err end
+  local input_ = st.input
+  while next(set) do
+    local left = deadline and deadline - core.monotime()
+    if left and left <= 0 then return nil, "timeout", ETIMEDOUT end
+    local ready, msg, err = core.poll(set, left)
+    if not ready then return nil, msg, err end
+    for o in pairs(ready) do
+      if o == w then
+        local n, _, e = o:write(input_:sub(st.pos, st.pos + 65535))
+        if n then
+          st.pos = st.pos + n
+        elseif e ~= EAGAIN then
+          st.pos = #input_ + 1 -- the program stopped reading (EPIPE): as Python, go on
+        end
+        if st.pos > #input_ then
+          set[o] = nil
+          o:close()
+        end
+      else
+        local data, m, e = o:read(65536)
+        if data then
+          local t = sink[o]
+          t[#t + 1] = data
+        elseif m == "eof" then
+          set[o] = nil
+          o:close()
+        elseif e ~= EAGAIN then
+          return nil, m, e
+        end
+      end
+    end
+  end
+  local left = deadline and deadline - core.monotime()
+  local ok, how, code = self:wait(left and (left > 0 and left or 0) or nil)
+  if how ~= "exit" and how ~= "signal" then return ok, how, code end
+  return concat(st.out), concat(st.err), ok, how, code
 end
 
 -- ---- daemonize -----------------------------------------------------------
@@ -298,6 +655,7 @@ end
 return function(ipc)
   IPC = ipc
   ipc.spawn = spawn
+  ipc.popen = popen
   ipc.daemonize = daemonize
   return ipc
 end
