@@ -693,9 +693,9 @@ describe("daemonize", function()
     assert.has_error(function() ipc.daemonize { umask = -1 } end)
     assert.has_error(function() ipc.daemonize { umask = "022" } end)
     assert.has_error(function() ipc.daemonize { chdir = 5 } end,
-      "bad argument #1 to 'daemonize' (opts.chdir must be a directory or false, got number)")
+      "bad argument #1 to 'daemonize' (option 'chdir' must be a directory or false, got 5)")
     assert.has_error(function() ipc.daemonize { stdio = true } end)
-    assert.has_error(function() ipc.daemonize { exit = "no" } end, "bad argument #1 to 'daemonize' (opts.exit must be a boolean)")
+    assert.has_error(function() ipc.daemonize { exit = "no" } end, "bad argument #1 to 'daemonize' (option 'exit' must be a boolean, got string)")
   end)
 end)
 

@@ -13,6 +13,7 @@
 -- of magic 0xA6 whose header is all the socket carries, the memfd its last
 -- descriptor (see docs: "Channels: big values").
 local core = require "unixipc.core"
+local check = require "unixipc.check"
 
 local type, error, pcall, next = type, error, pcall, next
 local setmetatable, getmetatable, tostring = setmetatable, getmetatable, tostring
@@ -447,32 +448,14 @@ function Channel:timeout() return checkopen(self):timeout() end
 function Channel:settimeout(t) return checkopen(self):settimeout(t) end
 function Channel:setnonblocking(on) return checkopen(self):setnonblocking(on) end
 
-local function optint(opts, k, def, lo, hi)
-  local v = opts[k]
-  if v == nil then return def end
-  if mtype(v) ~= "integer" or v < lo or v > hi then
-    error(format("bad argument #2 to 'channel' (%s must be an integer from %d to %d)", k, lo, hi), 3)
-  end
-  return v
-end
+local OPTIONS = { maxsize = true, maxfds = true, memfd = true }
 
 local function channel(sock, opts)
   local mt = type(sock) == "userdata" and getmetatable(sock)
   if not mt or mt.__name ~= "unixipc.socket" then
     error("bad argument #1 to 'channel' (unixipc socket expected, got " .. type(sock) .. ")", 2)
   end
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then
-    error("bad argument #2 to 'channel' (options must be a table, got " .. type(opts) .. ")", 2)
-  end
-  for k in next, opts do
-    if k ~= "maxsize" and k ~= "maxfds" and k ~= "memfd" then
-      if type(k) ~= "string" then
-        error("bad argument #2 to 'channel' (option names must be strings, got " .. type(k) .. ")", 2)
-      end
-      error("bad argument #2 to 'channel' (unknown option '" .. tostring(k) .. "')", 2)
-    end
-  end
+  opts = check.options(opts, 2, "channel", OPTIONS, 2)
   local memfd = opts.memfd
   if memfd == nil or memfd == true then
     memfd = DEFAULT_MEMFD
@@ -484,7 +467,7 @@ local function channel(sock, opts)
   if kind ~= "stream" and kind ~= "seqpacket" then
     error("bad argument #1 to 'channel' (stream or seqpacket socket expected, got " .. tostring(kind) .. ")", 2)
   end
-  local maxfds = optint(opts, "maxfds", SCM_MAX_FD, 0, SCM_MAX_FD)
+  local maxfds = check.int(opts.maxfds, "maxfds", 0, SCM_MAX_FD, 2, "channel", 2) or SCM_MAX_FD
   -- descriptors asked of recvmsg: one more than maxfds, a memfd frame's memfd
   local rfds = maxfds < SCM_MAX_FD and maxfds + 1 or SCM_MAX_FD
   -- memfd frames over unix sockets only (an inet socket carries no descriptor)
@@ -493,7 +476,7 @@ local function channel(sock, opts)
   local self = {
     sock = sock,
     seq = kind == "seqpacket",
-    maxsize = optint(opts, "maxsize", DEFAULT_MAXSIZE, 0, 0xffffffff),
+    maxsize = check.int(opts.maxsize, "maxsize", 0, 0xffffffff, 2, "channel", 2) or DEFAULT_MAXSIZE,
     maxfds = maxfds,
     memfd = memfd,
     rhead = { size = HLEN, maxfds = rfds },     -- a stream frame's header

@@ -541,28 +541,19 @@ end
 local OPTS = { chdir = true, umask = true, stdio = true, exit = true }
 
 local function checkopts(opts)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(fmt("bad argument #1 to 'daemonize' (options must be a table, got %s)", type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not OPTS[k] then
-      error(fmt("bad argument #1 to 'daemonize' (unknown option '%s')", tostring(k)), 3)
+  opts = check.options(opts, 1, "daemonize", OPTS, 3)
+  local function need(name, ok, what)
+    local v = opts[name]
+    if v ~= nil and v ~= false and not ok(v) then
+      check.argerror(4, 1, "daemonize", "option '%s' must be %s or false, got %s", name, what,
+        mathtype(v) and tostring(v) or type(v))
     end
   end
-  local function check(name, ok, what)
-    if opts[name] ~= nil and opts[name] ~= false and not ok(opts[name]) then
-      error(fmt("bad argument #1 to 'daemonize' (opts.%s must be %s or false, got %s)",
-        name, what, type(opts[name])), 4)
-    end
-  end
-  check("chdir", function(v) return type(v) == "string" end, "a directory")
-  check("umask", function(v) return mathtype(v) == "integer" and v >= 0 and v <= 511 end,
-    "a mask 0 to 0777")
-  check("stdio", function(v) return type(v) == "string" end, "a path")
-  if opts.exit ~= nil and type(opts.exit) ~= "boolean" then
-    error("bad argument #1 to 'daemonize' (opts.exit must be a boolean)", 3)
-  end
+  need("chdir", function(v) return type(v) == "string" end, "a directory")
+  need("umask", function(v) return mathtype(v) == "integer" and v >= 0 and v <= 511 end,
+    "a mask from 0 to 0777")
+  need("stdio", function(v) return type(v) == "string" end, "a path")
+  check.bool(opts.exit, "exit", 1, "daemonize", 3)
   return opts
 end
 
