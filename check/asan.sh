@@ -41,6 +41,11 @@ mkdir -p "$BUILD/bin"
 cc -O2 -o "$BUILD/bin/lua5.4" check/luawrap.c -DLDSO="\"$interp\"" \
   -DRUNTIME="\"$runtime\"" -DLUA="\"$(command -v lua5.4)\"" || fail asan "cannot build check/luawrap.c"
 
+# luarocks (build_spec) takes the Lua it builds for from the lua5.4 in PATH:
+# the wrapper's directory gets the headers next to it, as a Lua tree has
+LUA_INC=$(pkg-config --cflags-only-I lua5.4 2>/dev/null | sed -e 's/^ *-I//' -e 's/ .*//')
+ln -sfn "$(dirname "${LUA_INC:-/usr/include/lua5.4}")" "$BUILD/include"
+
 logs=$PWD/$BUILD/reports
 rm -rf "$logs"
 mkdir -p "$logs"
@@ -58,8 +63,12 @@ UNIXIPC_BUILD="$BUILD" UNIXIPC_SANITIZER=asan bash spec/run.sh ${SPECS:-} 2>&1 |
 rc=${PIPESTATUS[0]}
 summary=$(tail -n 1 "$out")
 specs=$(echo "$summary" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-nrep=$(find "$logs" -type f | wc -l)
-for f in $(find "$logs" -type f | sort); do
+# a report is an error of any sanitizer; "failed to allocate" warnings
+# (allocator_may_return_null: a huge size asked for is a Lua memory error)
+# are not
+reports=$(grep -lE 'ERROR: |runtime error|LeakSanitizer' -r "$logs" 2>/dev/null | sort)
+nrep=$(echo "$reports" | grep -c . )
+for f in $reports; do
   echo "---- $f"
   head -n 60 "$f"
 done
