@@ -7,7 +7,9 @@
 # the same wrapper first in PATH. Reports go to files (log_path); any file
 # left after the run is a failure, printed in full.
 #
-#   ASAN_CC=clang make asan    the same with clang's runtime
+# gcc's runtime is the default: clang's (ASAN_CC=clang ASAN_BUILD=build/asan-clang)
+# symbolizes through an llvm-symbolizer child process, which the spec
+# helper then reports as a child left unreaped.
 set -u
 cd "$(dirname "$0")/.."
 . check/lib.sh

@@ -19,16 +19,18 @@ luafuzz_part() {
   if [ -x build/asan/bin/lua5.4 ] && [ -f build/asan/unixipc/core.so ]; then
     local logs=$PWD/build/asan/luafuzz-reports
     rm -rf "$logs"; mkdir -p "$logs"
+    local out=build/check/luafuzz.out
     PATH="$PWD/build/asan/bin:$PATH" UNIXIPC_BUILD=build/asan UNIXIPC_SLOW=2 \
     ASAN_OPTIONS="log_path=$logs/asan:abort_on_error=1:detect_leaks=0:allocator_may_return_null=1" \
     UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1:abort_on_error=1:suppressions=$PWD/check/ubsan.supp" \
-      lua5.4 check/luafuzz.lua || return 1
+      lua5.4 check/luafuzz.lua | tee "$out"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
     local n
     local reports
     reports=$(grep -lE 'ERROR: |runtime error|LeakSanitizer' -r "$logs" 2>/dev/null)
     n=$(echo "$reports" | grep -c .)
     for f in $reports; do echo "---- $f"; head -n 40 "$f"; done
-    echo "luafuzz: run against the ASan+UBSan build, $n sanitizer reports"
+    echo "luafuzz: $(grep -a '^luafuzz: [0-9]* calls' "$out" | sed 's/^luafuzz: //; s/, seed [0-9]*//'); ASan+UBSan build, $n sanitizer reports"
     [ "$n" -eq 0 ]
   else
     echo "luafuzz: (no ASan build: running against build/)"
