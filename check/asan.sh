@@ -56,7 +56,11 @@ export PATH="$PWD/$BUILD/bin:$PATH"
 # in the main process is ours (children end in _exit and are not checked).
 # allocator_may_return_null: recv(2^40) is a Lua memory error, not a report.
 export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:allocator_may_return_null=1:abort_on_error=0:detect_stack_use_after_return=0:handle_abort=1"
-export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=0:suppressions=$PWD/check/ubsan.supp"
+# gcc's libubsan is a runtime of its own that prints to stderr whatever
+# log_path says: a report that is not suppressed (check/ubsan.supp) kills
+# the process (halt_on_error), so the spec that caused it fails, and the
+# "runtime error:" lines that reach the output are counted as well
+export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1:abort_on_error=1:suppressions=$PWD/check/ubsan.supp"
 export LSAN_OPTIONS="suppressions=$PWD/check/lsan.supp:print_suppressions=0"
 
 out=$(mktemp)
@@ -70,6 +74,9 @@ specs=$(echo "$summary" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
 # are not
 reports=$(grep -lE 'ERROR: |runtime error|LeakSanitizer' -r "$logs" 2>/dev/null | sort)
 nrep=$(echo "$reports" | grep -c . )
+nub=$(grep -ac 'runtime error: ' "$out")
+nrep=$((nrep + nub))
+[ "$nub" -eq 0 ] || grep -a -A8 'runtime error: ' "$out" | head -n 40
 for f in $reports; do
   echo "---- $f"
   head -n 60 "$f"

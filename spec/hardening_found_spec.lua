@@ -113,4 +113,31 @@ describe("found by make check", function()
     end
     assert.matches("^connected", out)
   end)
+
+  -- KNOWN BUG 5 (make fuzz, target flags): a name argument with a NUL
+  -- byte inside is read as a C string, so what follows the NUL is never
+  -- looked at: "peek\0junk" is taken for "peek". Unknown names must raise
+  -- (DESIGN, Conventions), as signal names, families and types already do.
+  it("refuses flag, event and address strings with a NUL inside", function()
+    local a, b = ipc.socketpair()
+    a:send("x")
+    local calls = {
+      { "recv flags", function() return b:recv(10, "peek\0junk") end },
+      { "waitpid options", function() return ipc.waitpid(0x7fffffff, "nohang\0junk") end },
+      { "poll events", function() return ipc.poll({ [b] = "r\0junk" }, 0) end },
+      { "address", function() return ipc.address("127.0.0.1:80\0junk") end },
+      { "signal name", function() return ipc.kill(0x7fffffff, "TERM\0junk") end },
+    }
+    local accepted = {}
+    for _, c in ipairs(calls) do
+      if pcall(c[2]) then accepted[#accepted + 1] = c[1] end
+    end
+    a:close()
+    b:close()
+    if #accepted > 0 then
+      assert.same({ "recv flags", "waitpid options", "poll events", "address" }, accepted)
+      pending("KNOWN BUG 5: a NUL ends the string early for: " .. table.concat(accepted, ", "))
+      return
+    end
+  end)
 end)
