@@ -54,7 +54,8 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$ROOT/chec
 
 if [ "${1:-}" = merge ]; then # make fuzz-merge: keep what adds coverage
   for t in $TARGETS; do
-    "$OUT/fuzz_$t" -merge=1 -max_len=70000 "fuzz/corpus/$t" "$OUT/corpus/$t" 2>&1 | grep -a 'MERGE-OUTER: [0-9]* new files'
+    "$OUT/fuzz_$t" -merge=1 -max_len=70000 -malloc_limit_mb=1048576 -artifact_prefix="$OUT/$t-" \
+      "fuzz/corpus/$t" "$OUT/corpus/$t" 2>&1 | grep -a "MERGE-OUTER: [0-9]* new files"
   done
   exit 0
 fi

@@ -115,9 +115,8 @@ describe("found by make check", function()
   end)
 
   -- KNOWN BUG 5 (found reading the parsers for the fuzz drivers, not by a
-  -- tool): a name argument with a NUL
-  -- byte inside is read as a C string, so what follows the NUL is never
-  -- looked at: "peek\0junk" is taken for "peek". Unknown names must raise
+  -- tool): a name argument with a NUL byte inside is read as a C string,
+  -- so what follows the NUL is never looked at: "peek\0junk" is taken for "peek". Unknown names must raise
   -- (DESIGN, Conventions), as signal names, families and types already do.
   it("refuses flag, event and address strings with a NUL inside", function()
     local a, b = ipc.socketpair()
