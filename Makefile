@@ -52,3 +52,38 @@ bench: deps
 
 clean:
 	rm -rf build
+
+# ---- hardening (issue 13): make check runs every part; README, Reliability
+.PHONY: check asan valgrind clang fuzz fuzz-merge luafuzz faults soak
+check: deps
+	@sh .ci/deps.sh check
+	@$(MAKE) --no-print-directory all
+	@bash check/check.sh
+
+asan:
+	@bash check/asan.sh
+
+valgrind:
+	@bash check/valgrind.sh
+
+clang:
+	@bash check/clang.sh
+
+fuzz:
+	@bash check/fuzz.sh
+
+# fold the inputs a longer fuzz run found into the committed seed corpus
+fuzz-merge:
+	@bash check/fuzz.sh merge
+
+luafuzz:
+	@$(MAKE) --no-print-directory all
+	@$(LUA) check/luafuzz.lua
+
+faults:
+	@$(MAKE) --no-print-directory all
+	@bash check/faults.sh
+
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@$(LUA) check/soak.lua

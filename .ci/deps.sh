@@ -11,6 +11,29 @@ lua5.4 -e 'require "cqueues"' >/dev/null 2>&1 || need="$need lua-cqueues"
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 command -v make >/dev/null 2>&1 || need="$need make"
+# `sh .ci/deps.sh check` (make check): the tools of the hardening parts,
+# installed when we can; a part whose tool is missing prints SKIP
+if [ "${1:-}" = check ]; then
+  opt=""
+  command -v clang >/dev/null 2>&1 || opt="$opt clang"
+  v=$(clang --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n 1)
+  ls /usr/lib/llvm-${v:-14}/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
+    opt="$opt libclang-rt-${v:-14}-dev"
+  command -v valgrind >/dev/null 2>&1 || opt="$opt valgrind"
+  command -v strace >/dev/null 2>&1 || opt="$opt strace"
+  command -v unshare >/dev/null 2>&1 || opt="$opt util-linux"
+  command -v ip >/dev/null 2>&1 || opt="$opt iproute2"
+  if [ -n "$opt" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "deps: installing for make check:$opt"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $opt >/dev/null ||
+        echo "deps: apt-get install$opt failed: those parts of make check will SKIP" >&2
+    else
+      echo "deps: make check wants$opt (as root: apt-get install$opt); those parts will SKIP" >&2
+    fi
+  fi
+fi
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "deps: installing$need"

@@ -162,6 +162,12 @@ function M.filetype(path)
   return nil
 end
 
+-- UNIXIPC_SLOW=k (make valgrind sets it): a wait for something that is
+-- bound to happen, multiplied by k. Never for a timeout a test expects to
+-- expire: those stay as they are.
+M.SLOW = tonumber(os.getenv("UNIXIPC_SLOW")) or 1
+function M.slow(seconds) return seconds * M.SLOW end
+
 function M.have(cmd)
   return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
 end

@@ -1,0 +1,88 @@
+-- EMFILE, ENFILE and ENOMEM from the calls that make descriptors (and
+-- from recvmsg, which receives them): a clean nil, message, errno, no
+-- descriptor left behind, and the object or message not lost. The driver
+-- makes the first call of the syscall after mark() fail with the errno
+-- named in FAULT_ERRNO (without running it).
+--   FAULT_ERRNO=EMFILE lua5.4 check/faults/exhaust.lua CASE
+local F = dofile("check/faults/lib.lua")
+local ipc, check, mark = F.ipc, F.check, F.mark
+local ERR = os.getenv("FAULT_ERRNO") or "EMFILE"
+local errno = ipc.errno[ERR]
+
+local cases = {}
+
+-- run fn after mark(): nil, "op: <strerror>", errno, and the same
+-- descriptors open before and after
+local function fails(op, fn)
+  collectgarbage()
+  local before = F.nfds()
+  mark()
+  local r, msg, err = fn()
+  check(r == nil, op .. " returns nil", r)
+  check(type(msg) == "string" and msg:find(op .. ": ", 1, true) == 1 and msg:find(ipc.strerror(errno), 1, true) ~= nil,
+    ("the message names the operation and the error (%s)"):format(msg), msg)
+  check(err == errno, ("errno is %s"):format(ERR), err)
+  collectgarbage()
+  check(F.nfds() == before, "no descriptor left behind", F.nfds() - before)
+end
+
+cases.socket = function() fails("socket", function() return ipc.socket("unix", "stream") end) end
+cases.socketpair = function() fails("socketpair", function() return ipc.socketpair() end) end
+cases.pipe2 = function() fails("pipe", function() return ipc.pipe() end) end
+cases.listen = function() -- the Lua layer passes the failure on
+  fails("socket", function() return ipc.listen("127.0.0.1:0") end)
+end
+cases.spawn = function()
+  fails("socketpair", function() return ipc.spawn(function() end) end)
+end
+
+cases.openat = function()
+  local dir = F.tmpdir()
+  fails("open " .. dir .. "/f", function() return ipc.open(dir .. "/f", "w") end)
+  os.execute("rm -rf " .. dir)
+end
+
+cases.signalfd4 = function()
+  local function blocked()
+    local f = io.open("/proc/self/status")
+    local m = f:read("a"):match("SigBlk:%s*(%x+)")
+    f:close()
+    return m
+  end
+  local before = blocked()
+  fails("signalfd", function() return ipc.signalfd({ "USR1" }) end)
+  check(blocked() == before, "the signal mask is put back")
+  local sig = ipc.signalfd({ "USR1" })
+  check(sig ~= nil, "USR1 can be bridged again afterwards")
+  if sig then sig:close() end
+end
+
+cases.accept4 = function()
+  local srv = assert(ipc.listen("@unixipc-exhaust-" .. ipc.getpid()))
+  local c = assert(ipc.connect("@unixipc-exhaust-" .. ipc.getpid()))
+  c:sendall("waiting")
+  fails("accept", function() return srv:accept() end)
+  srv:settimeout(1) -- bounded, for the driver's run without faults
+  local conn = srv:accept()
+  check(conn ~= nil and conn:recv(10) == "waiting", "the pending connection is accepted next time")
+  if conn then conn:close() end
+  c:close()
+  srv:close()
+end
+
+cases.recvmsg = function()
+  local a, b = ipc.socketpair("seqpacket")
+  local r, w = ipc.pipe()
+  assert(a:sendmsg { data = "msg", fds = { w } })
+  w:close()
+  fails("recvmsg", function() return b:recvmsg() end)
+  b:settimeout(1) -- bounded, for the driver's run without faults
+  r:settimeout(1)
+  local data, fds = b:recvmsg()
+  check(data == "msg" and #fds == 1, "the message and its descriptor are still there")
+  if fds and fds[1] then fds[1]:write("x"); fds[1]:close() end
+  check(r:read(1) == "x", "the descriptor works")
+  r:close(); a:close(); b:close()
+end
+
+F.run(cases, ...)

@@ -1,0 +1,143 @@
+-- What the hardening work (make check: fuzz, luafuzz, faults) found in the
+-- module, one test per finding, with its reproducer.
+--
+-- Each test asserts the right behaviour. While a bug is still in csrc/,
+-- its test recognises the known wrong behaviour and reports it as pending
+-- ("KNOWN BUG n: ...") instead of failing, so the suite stays green while
+-- the C core is being restructured; once the fix lands the same test
+-- asserts the fix and keeps it. Any other wrong behaviour fails.
+local ipc = require "unixipc"
+local S = require "support"
+
+describe("found by make check", function()
+  -- KNOWN BUG 1 (make fuzz, target flags; UBSan): the signal-name parser
+  -- adds strtol's result to SIGRTMIN in a long. A numeral past LONG_MAX
+  -- (strtol clamps it) overflows: undefined behaviour, which UBSan reports
+  -- (check/ubsan.supp holds it back until fixed). The answer is right by
+  -- luck in an unsanitized build; under `make asan` the report is the bug.
+  it("rejects RTMIN+n with n past any signal without overflowing", function()
+    for _, name in ipairs({ "RTMIN+99999999999999999999", "SIGRTMAX+9223372036854775807",
+      "RTMIN+9223372036854775807", "RTMIN-99999999999999999999" }) do
+      assert.error_matches(function() ipc.kill(0x7fffffff, name) end, "unknown signal")
+    end
+    local supp = io.open("check/ubsan.supp")
+    local held = supp and supp:read("a"):find("\nsigned%-integer%-overflow:uipc_checksignalas")
+    if supp then supp:close() end
+    if os.getenv("UNIXIPC_SANITIZER") and held then
+      pending("KNOWN BUG 1: signed overflow in the RTMIN+n parser (held back by check/ubsan.supp)")
+    end
+  end)
+
+  -- KNOWN BUG 2 (make fuzz, target address): an address table's string
+  -- form must parse back to the same address (README, Addresses). A unix
+  -- path with no "/" ("x.sock", bound relative to the current directory)
+  -- or one starting with "@" prints as itself, which parses as no address
+  -- or as an abstract name.
+  it("gives every unix path a string form that parses back", function()
+    local broken = {}
+    for _, path in ipairs({ "x.sock", "@x/y", "./x.sock", "/tmp/x.sock", "a/b" }) do
+      local a = ipc.address({ family = "unix", path = path })
+      local ok, b = pcall(ipc.address, tostring(a))
+      if not (ok and b.path == path and b.abstract == nil) then broken[#broken + 1] = path end
+    end
+    if #broken > 0 then
+      assert.same({ "x.sock", "@x/y" }, broken) -- nothing else may break
+      pending("KNOWN BUG 2: tostring of unix paths " .. table.concat(broken, ", ") ..
+        " does not parse back (e.g. print \"./x.sock\" for a bare relative path)")
+    end
+  end)
+
+  -- KNOWN BUG 3 (make luafuzz: socket.recv stuck in a call with a
+  -- timeout): an object remembers whether it set O_NONBLOCK, but the flag
+  -- belongs to the open file description, which a dup (or a forked child,
+  -- or a passed descriptor) shares. When the twin goes back to blocking
+  -- mode, the object still believes it is non-blocking, never sets the
+  -- flag again, and a call with a timeout blocks for ever.
+  it("keeps a timeout when a dup of the object changes the blocking mode", function()
+    local pid = S.child(function()
+      local a, b = ipc.socketpair("dgram")
+      a:settimeout(0.05)
+      local c = a:dup()
+      c:settimeout(nil) -- the shared description is blocking again
+      local r, msg = a:recv(10)
+      assert(r == nil and msg == "timeout", "expected a timeout")
+    end)
+    local deadline = ipc.monotime() + S.slow(2)
+    local got, how, code
+    repeat
+      got, how, code = ipc.waitpid(pid, "nohang")
+      if got == 0 then ipc.sleep(0.01) end
+    until got ~= 0 or ipc.monotime() > deadline
+    if got == 0 then
+      ipc.kill(pid, "KILL")
+      ipc.waitpid(pid)
+      pending("KNOWN BUG 3: recv with a 0.05 s timeout blocked for " .. S.slow(2) ..
+        " s after a dup of the socket called settimeout(nil)")
+      return
+    end
+    assert.same({ "exited", 0 }, { how, code })
+  end)
+
+  -- KNOWN BUG 4 (make faults: EINTR injected into connect): after EINTR,
+  -- connect waits until the socket is writable and reads SO_ERROR, which
+  -- is right for TCP (POSIX: the connection goes on in the background)
+  -- but not for a unix socket: Linux gives up a unix connect that a
+  -- signal interrupts (listener backlog full, handler without SA_RESTART).
+  -- The socket is then writable, SO_ERROR is 0, and connect returns true
+  -- for a socket that is not connected. A fix: after the wait, ask
+  -- getpeername, and on ENOTCONN call connect again.
+  it("connects, or fails, when connect(2) on a unix socket is interrupted", function()
+    if not S.have("strace") or os.execute("strace -qq -o /dev/null true 2>/dev/null") ~= true then
+      pending("no strace that can trace here: EINTR cannot be injected")
+      return
+    end
+    local src = [[
+      local ipc = require "unixipc"
+      local name = "@unixipc-eintr-" .. ipc.getpid()
+      local srv = assert(ipc.listen(name))
+      local c, msg = ipc.connect(name) -- its connect(2) fails once with EINTR
+      if not c then print("failed: " .. msg) return end
+      c:settimeout(2)
+      local ok, m = c:send("x")
+      print(ok and "connected" or m)
+    ]]
+    -- (LeakSanitizer cannot run under ptrace: off for this one, under make asan)
+    local p = io.popen(("ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" LUA_PATH='lua/?.lua;;' LUA_CPATH=%s strace -qq -o /dev/null -e trace=connect " ..
+      "-e inject=connect:error=EINTR:when=1 lua5.4 -e %s 2>&1"):format(
+      S.quote(os.getenv("LUA_CPATH") or "build/?.so;;"), S.quote(src)))
+    local out = p:read("a")
+    p:close()
+    if out:match("not connected") then
+      pending("KNOWN BUG 4: connect returned true after EINTR on a unix socket that is not connected: " .. out)
+      return
+    end
+    assert.matches("^connected", out)
+  end)
+
+  -- KNOWN BUG 5 (found reading the parsers for the fuzz drivers, not by a
+  -- tool): a name argument with a NUL byte inside is read as a C string,
+  -- so what follows the NUL is never looked at: "peek\0junk" is taken for "peek". Unknown names must raise
+  -- (DESIGN, Conventions), as signal names, families and types already do.
+  it("refuses flag, event and address strings with a NUL inside", function()
+    local a, b = ipc.socketpair()
+    a:send("x")
+    local calls = {
+      { "recv flags", function() return b:recv(10, "peek\0junk") end },
+      { "waitpid options", function() return ipc.waitpid(0x7fffffff, "nohang\0junk") end },
+      { "poll events", function() return ipc.poll({ [b] = "r\0junk" }, 0) end },
+      { "address", function() return ipc.address("127.0.0.1:80\0junk") end },
+      { "signal name", function() return ipc.kill(0x7fffffff, "TERM\0junk") end },
+    }
+    local accepted = {}
+    for _, c in ipairs(calls) do
+      if pcall(c[2]) then accepted[#accepted + 1] = c[1] end
+    end
+    a:close()
+    b:close()
+    if #accepted > 0 then
+      assert.same({ "recv flags", "waitpid options", "poll events", "address" }, accepted)
+      pending("KNOWN BUG 5: a NUL ends the string early for: " .. table.concat(accepted, ", "))
+      return
+    end
+  end)
+end)
