@@ -75,6 +75,22 @@ int uipc_argerror(lua_State *L, int argn, const char *fmt, ...) {
   __builtin_unreachable();
 }
 
+/* s[0..n) for a message, a NUL shown as \0 (a C string would stop there) */
+const char *uipc_shown(lua_State *L, const char *s, size_t n) {
+  luaL_Buffer b;
+  size_t i;
+  if (!memchr(s, '\0', n)) return lua_pushlstring(L, s, n);
+  luaL_buffinit(L, &b);
+  for (i = 0; i < n; i++) {
+    if (s[i])
+      luaL_addchar(&b, s[i]);
+    else
+      luaL_addstring(&b, "\\0");
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
 /* what a wrong value was: "a float", "-1", "string" */
 static const char *gotwhat(lua_State *L, int idx) {
   if (lua_isinteger(L, idx)) return lua_pushfstring(L, "%I", lua_tointeger(L, idx));
@@ -282,7 +298,8 @@ int uipc_namearg(lua_State *L, int idx, int argn, const uipc_Family *fam) {
   if (lua_type(L, idx) != LUA_TSTRING)
     uipc_argerror(L, argn, "%s expected, got %s", fam->what, luaL_typename(L, idx));
   s = lua_tolstring(L, idx, &n);
-  if ((c = uipc_findname(fam, s, n)) == NULL) uipc_argerror(L, argn, "unknown %s '%s'", fam->what, s);
+  if ((c = uipc_findname(fam, s, n)) == NULL)
+    uipc_argerror(L, argn, "unknown %s '%s'", fam->what, uipc_shown(L, s, n));
   return c->value;
 }
 
@@ -311,10 +328,8 @@ int uipc_flagsarg(lua_State *L, int idx, int argn, const uipc_Family *fam) {
     if (p == end) break;
     for (n = 0; p + n < end && p[n] != ' ' && p[n] != ',' && p[n] != '|'; n++) {
     }
-    if ((c = uipc_findname(fam, p, n)) == NULL) { /* lua_pushfstring has no %.*s */
-      lua_pushlstring(L, p, n);
-      uipc_argerror(L, argn, "unknown %s '%s'", fam->what, lua_tostring(L, -1));
-    }
+    if ((c = uipc_findname(fam, p, n)) == NULL)
+      uipc_argerror(L, argn, "unknown %s '%s'", fam->what, uipc_shown(L, p, n));
     flags |= c->value;
     p += n;
   }

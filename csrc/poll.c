@@ -25,7 +25,8 @@ static short checkeventsarg(lua_State *L, int idx, int argn) {
     for (; *s; s++) ev |= *s == 'r' ? POLLIN : *s == 'w' ? POLLOUT : POLLPRI;
     return ev;
   }
-  if (s) uipc_argerror(L, argn, "poll events must be letters r, w and p (\"r\", \"w\", \"rw\"), got '%s'", s);
+  if (s) uipc_argerror(L, argn, "poll events must be letters r, w and p (\"r\", \"w\", \"rw\"), got '%s'",
+                      uipc_shown(L, s, n));
   uipc_argerror(L, argn, "poll events must be letters r, w and p (\"r\", \"w\", \"rw\"), got %s",
                 luaL_typename(L, idx));
   return 0;

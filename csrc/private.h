@@ -107,6 +107,8 @@ UIPC_API int uipc_pathresult(lua_State *L, int r, const char *op, const char *pa
 UIPC_API int uipc_argerror(lua_State *L, int argn, const char *fmt, ...)
     __attribute__((noreturn));
 
+/* s[0..n) pushed for an error message, NUL bytes shown as \0 */
+UIPC_API const char *uipc_shown(lua_State *L, const char *s, size_t n);
 /* the value at idx as an integer in [min, max]; errors name argument argn
    and state the range: "backlog must be an integer from 0 to 65535, got -1" */
 UIPC_API lua_Integer uipc_intarg(lua_State *L, int idx, int argn, lua_Integer min,

@@ -125,7 +125,7 @@ int uipc_signalarg(lua_State *L, int idx, int argn) {
         return (int)(base + off);
     }
   }
-  uipc_argerror(L, argn, "unknown signal '%s'", s);
+  uipc_argerror(L, argn, "unknown signal '%s'", uipc_shown(L, s, n));
   return 0;
 }
 

@@ -149,6 +149,8 @@ static int connect_body(lua_State *L, uipc_Wait *w) {
       }
       err = errno;
       uipc_nbresolve(o); /* a wrapped socket: is it non-blocking? */
+      /* Linux gives up a unix connect a signal interrupts: try again */
+      if (err == EINTR && o->family == AF_UNIX) continue;
       if (err == EINTR || (err == EINPROGRESS && !o->usernb)) break;
       if (err == EAGAIN && task && !o->usernb && o->timeout < 0) {
         uipc_pause(L, w, nap);
@@ -169,8 +171,16 @@ static int connect_body(lua_State *L, uipc_Wait *w) {
   {
     int soerr = 0;
     socklen_t el = sizeof soerr;
+    struct sockaddr_storage ss;
     if (getsockopt(o->fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0) soerr = errno;
     if (soerr) return uipc_fail(L, "connect", soerr);
+    /* writable with no error yet not connected: the interrupted call never
+       started a connection (nothing goes on in the background); again */
+    el = sizeof ss;
+    if (getpeername(o->fd, (struct sockaddr *)&ss, &el) < 0 && errno == ENOTCONN) {
+      w->done = 0;
+      return connect_body(L, w);
+    }
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -1,16 +1,12 @@
 -- What the hardening work (make check: fuzz, luafuzz, faults) found in the
 -- module, one test per finding, with its reproducer.
 --
--- Each test asserts the right behaviour. While a bug is still in csrc/,
--- its test recognises the known wrong behaviour and reports it as pending
--- ("KNOWN BUG n: ...") instead of failing, so the suite stays green while
--- the C core is being restructured; once the fix lands the same test
--- asserts the fix and keeps it. Any other wrong behaviour fails.
+-- Each test asserts the fix of what was found, so it cannot come back.
 local ipc = require "unixipc"
 local S = require "support"
 
 describe("found by make check", function()
-  -- KNOWN BUG 1 (make fuzz, target flags; UBSan): the signal-name parser
+  -- FOUND 1 (make fuzz, target flags; UBSan): the signal-name parser
   -- adds strtol's result to SIGRTMIN in a long. A numeral past LONG_MAX
   -- (strtol clamps it) overflows: undefined behaviour, which UBSan reports
   -- (check/ubsan.supp holds it back until fixed). The answer is right by
@@ -20,34 +16,26 @@ describe("found by make check", function()
       "RTMIN+9223372036854775807", "RTMIN-99999999999999999999" }) do
       assert.error_matches(function() ipc.kill(0x7fffffff, name) end, "unknown signal")
     end
-    local supp = io.open("check/ubsan.supp")
-    local held = supp and supp:read("a"):find("\nsigned%-integer%-overflow:uipc_checksignalas")
-    if supp then supp:close() end
-    if os.getenv("UNIXIPC_SANITIZER") and held then
-      pending("KNOWN BUG 1: signed overflow in the RTMIN+n parser (held back by check/ubsan.supp)")
-    end
   end)
 
-  -- KNOWN BUG 2 (make fuzz, target address): an address table's string
+  -- FOUND 2 (make fuzz, target address): an address table's string
   -- form must parse back to the same address (README, Addresses). A unix
   -- path with no "/" ("x.sock", bound relative to the current directory)
   -- or one starting with "@" prints as itself, which parses as no address
   -- or as an abstract name.
   it("gives every unix path a string form that parses back", function()
-    local broken = {}
     for _, path in ipairs({ "x.sock", "@x/y", "./x.sock", "/tmp/x.sock", "a/b" }) do
       local a = ipc.address({ family = "unix", path = path })
-      local ok, b = pcall(ipc.address, tostring(a))
-      if not (ok and b.path == path and b.abstract == nil) then broken[#broken + 1] = path end
-    end
-    if #broken > 0 then
-      assert.same({ "x.sock", "@x/y" }, broken) -- nothing else may break
-      pending("KNOWN BUG 2: tostring of unix paths " .. table.concat(broken, ", ") ..
-        " does not parse back (e.g. print \"./x.sock\" for a bare relative path)")
+      local b = ipc.address(tostring(a))
+      -- a bare relative name, or one starting with "@", prints with "./":
+      -- the same file, in a form that parses as a path
+      local want = (path:sub(1, 1) == "@" or not path:find("/", 1, true)) and "./" .. path or path
+      assert.equal(want, tostring(a))
+      assert.same({ family = "unix", path = want }, { family = b.family, path = b.path, abstract = b.abstract })
     end
   end)
 
-  -- KNOWN BUG 3 (make luafuzz: socket.recv stuck in a call with a
+  -- FOUND 3 (make luafuzz: socket.recv stuck in a call with a
   -- timeout): an object remembers whether it set O_NONBLOCK, but the flag
   -- belongs to the open file description, which a dup (or a forked child,
   -- or a passed descriptor) shares. When the twin goes back to blocking
@@ -71,14 +59,12 @@ describe("found by make check", function()
     if got == 0 then
       ipc.kill(pid, "KILL")
       ipc.waitpid(pid)
-      pending("KNOWN BUG 3: recv with a 0.05 s timeout blocked for " .. S.slow(2) ..
-        " s after a dup of the socket called settimeout(nil)")
-      return
+      error("recv with a 0.05 s timeout blocked after a dup of the socket called settimeout(nil)")
     end
-    assert.same({ "exited", 0 }, { how, code })
+    assert.same({ "exit", 0 }, { how, code })
   end)
 
-  -- KNOWN BUG 4 (make faults: EINTR injected into connect): after EINTR,
+  -- FOUND 4 (make faults: EINTR injected into connect): after EINTR,
   -- connect waits until the socket is writable and reads SO_ERROR, which
   -- is right for TCP (POSIX: the connection goes on in the background)
   -- but not for a unix socket: Linux gives up a unix connect that a
@@ -107,14 +93,10 @@ describe("found by make check", function()
       S.quote(os.getenv("LUA_CPATH") or "build/?.so;;"), S.quote(src)))
     local out = p:read("a")
     p:close()
-    if out:match("not connected") then
-      pending("KNOWN BUG 4: connect returned true after EINTR on a unix socket that is not connected: " .. out)
-      return
-    end
     assert.matches("^connected", out)
   end)
 
-  -- KNOWN BUG 5 (found reading the parsers for the fuzz drivers, not by a
+  -- FOUND 5 (found reading the parsers for the fuzz drivers, not by a
   -- tool): a name argument with a NUL byte inside is read as a C string,
   -- so what follows the NUL is never looked at: "peek\0junk" is taken for "peek". Unknown names must raise
   -- (DESIGN, Conventions), as signal names, families and types already do.
@@ -132,12 +114,10 @@ describe("found by make check", function()
     for _, c in ipairs(calls) do
       if pcall(c[2]) then accepted[#accepted + 1] = c[1] end
     end
+    assert.same({}, accepted)
+    -- and the message shows the whole string, the NUL as \0
+    assert.error_matches(function() ipc.poll({ [a] = "r\0junk" }, 0) end, "got 'r\\0junk'")
     a:close()
     b:close()
-    if #accepted > 0 then
-      assert.same({ "recv flags", "waitpid options", "poll events", "address" }, accepted)
-      pending("KNOWN BUG 5: a NUL ends the string early for: " .. table.concat(accepted, ", "))
-      return
-    end
   end)
 end)
