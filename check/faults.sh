@@ -29,8 +29,8 @@ fi
 # failure is reported and counted apart, and its passing says the mark can go.
 ROWS="
 eintr accept4 accept4 EINTR 3
-eintr connect_unix connect EINTR 1 bug4
-eintr connect_tcp connect EINTR 1 bug4
+eintr connect_unix connect EINTR 1
+eintr connect_tcp connect EINTR 1
 eintr recvfrom recvfrom EINTR 3
 eintr recvmsg recvmsg EINTR 3
 eintr channel recvmsg EINTR 2

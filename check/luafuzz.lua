@@ -340,7 +340,7 @@ local function runbatch(seed)
   local lastcall = last:match("^%d+ (.*)$") or last
   local fname = lastcall:match("^([%w_.]+)%(")
   local m = fname and (fname:match("%.(.+)$") or fname)
-  if how == "signaled" and CRASH[ipc.signals[code] or ""] then
+  if how == "signal" and CRASH[ipc.signals[code] or ""] then
     verdict = ("crash: died by SIG%s in %s"):format(ipc.signals[code], lastcall)
   elseif hang then
     if fname and (WAITS[fname] or WAITS[m]) then

@@ -684,7 +684,21 @@ static int childmain(void *arg) {
 }
 
 static int noclonepidfd; /* CLONE_PIDFD refused once (before Linux 5.2) */
-static int novfork;      /* clone(CLONE_VM | CLONE_VFORK) refused once: fork */
+
+/* AddressSanitizer cannot follow a child running on a stack of our own in
+   the parent's memory (it takes the stack for a corrupt frame): a
+   sanitized build forks, as valgrind makes of vfork anyway */
+#if defined(__SANITIZE_ADDRESS__)
+#define UIPC_NOVFORK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UIPC_NOVFORK 1
+#endif
+#endif
+#ifndef UIPC_NOVFORK
+#define UIPC_NOVFORK 0
+#endif
+static int novfork = UIPC_NOVFORK; /* clone(CLONE_VM | CLONE_VFORK) refused once: fork */
 
 #define CHILDSTACK 32768
 

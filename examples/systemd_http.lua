@@ -83,7 +83,7 @@ local function demo()
   -- the server: systemd-socket-activate binds both sockets and executes
   -- this script (found again through arg[0]) on the first connection
   local cmd = ("exec systemd-socket-activate -l 127.0.0.1:%d -l %s --fdname=web:local "
-    .. "-E LUA_PATH -E LUA_CPATH lua5.4 %s --workers 2 --pidfile %s 2>%s/log"):format(
+    .. "-E LUA_PATH -E LUA_CPATH -E ASAN_OPTIONS -E LSAN_OPTIONS -E UBSAN_OPTIONS lua5.4 %s --workers 2 --pidfile %s 2>%s/log"):format(
     port, path, arg[0], pidfile, dir)
   local p = assert(ipc.spawn(function() ipc.exec("/bin/sh", { "-c", cmd }) end))
   local function retry(fn)

@@ -112,7 +112,7 @@ describe("server.run in production", function()
       local dir, rm = S.tmpdir()
       local port, path = freeport(), dir .. "/http.sock"
       local p = launch(("systemd-socket-activate -l 127.0.0.1:%d -l %s --fdname=web:local "
-        .. "-E LUA_PATH -E LUA_CPATH %s 2>%s/log"):format(port, path, example("--workers 2"), dir))
+        .. "-E LUA_PATH -E LUA_CPATH -E ASAN_OPTIONS -E LSAN_OPTIONS -E UBSAN_OPTIONS %s 2>%s/log"):format(port, path, example("--workers 2"), dir))
       -- the first connection makes systemd-socket-activate execute the server
       local out, ok = curl(("http://127.0.0.1:%d/"):format(port))
       assert.is_true(ok, out)

@@ -211,7 +211,7 @@ describe("listenfds", function()
       c:close()
     ]]
     local cmd = ("systemd-socket-activate -l 127.0.0.1:%d -l %s --fdname=web:admin "
-      .. "-E LUA_PATH -E LUA_CPATH lua5.4 -e %s 2>%s/err"):format(port, path, S.quote(prog), dir)
+      .. "-E LUA_PATH -E LUA_CPATH -E ASAN_OPTIONS -E LSAN_OPTIONS -E UBSAN_OPTIONS lua5.4 -e %s 2>%s/err"):format(port, path, S.quote(prog), dir)
     local p = assert(io.popen("LUA_PATH='lua/?.lua;;' LUA_CPATH='" .. (os.getenv("LUA_CPATH") or "build/?.so;;")
       .. "' exec " .. cmd, "r"))
     local c = connect("127.0.0.1:" .. port)

@@ -48,7 +48,7 @@ end
 
 function M.reap(pid)
   local _, how, code = ipc.waitpid(pid)
-  return how == "exited" and code == 0
+  return how == "exit" and code == 0
 end
 
 function M.run(cases, name)
