@@ -34,6 +34,20 @@ if [ "${1:-}" = check ]; then
     fi
   fi
 fi
+# peers some specs drive, installed when we can (those specs skip, with the
+# reason, where they are missing): luarocks (the rockspec build), curl and
+# systemd-socket-activate (socket activation), util-linux's flock and setpriv
+opt=""
+command -v luarocks >/dev/null 2>&1 || opt="$opt luarocks"
+command -v curl >/dev/null 2>&1 || opt="$opt curl"
+command -v systemd-socket-activate >/dev/null 2>&1 || opt="$opt systemd"
+command -v setpriv >/dev/null 2>&1 || opt="$opt util-linux"
+if [ -n "$opt" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "deps: installing the optional peers:$opt"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $opt >/dev/null ||
+    echo "deps: apt-get install$opt failed: the specs that need them will skip" >&2
+fi
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "deps: installing$need"
