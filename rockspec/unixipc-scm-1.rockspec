@@ -38,6 +38,7 @@ build = {
     ["unixipc.loop"] = "lua/unixipc/loop.lua",
     ["unixipc.cqueues"] = "lua/unixipc/cqueues.lua",
     ["unixipc.server"] = "lua/unixipc/server.lua",
+    ["unixipc.server.worker"] = "lua/unixipc/server/worker.lua",
     ["unixipc.systemd"] = "lua/unixipc/systemd.lua",
   },
 }

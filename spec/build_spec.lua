@@ -6,7 +6,7 @@ describe("rockspec", function()
     local fh = assert(io.open("rockspec/unixipc-scm-1.rockspec"))
     local spec = fh:read("a")
     fh:close()
-    local ls = io.popen("ls csrc/*.c lua/unixipc.lua lua/unixipc/*.lua")
+    local ls = io.popen("ls csrc/*.c lua/unixipc.lua lua/unixipc/*.lua lua/unixipc/*/*.lua")
     local n = 0
     for path in ls:lines() do
       n = n + 1

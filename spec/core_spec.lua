@@ -25,7 +25,7 @@ describe("every module", function()
   it("sets no global and changes no signal state on require", function()
     local S = require "support"
     local mods = { "unixipc.core" }
-    local ls = assert(io.popen("cd lua && ls unixipc.lua unixipc/*.lua"))
+    local ls = assert(io.popen("cd lua && ls unixipc.lua unixipc/*.lua unixipc/*/*.lua"))
     for f in ls:lines() do mods[#mods + 1] = (f:gsub("%.lua$", ""):gsub("/", ".")) end
     ls:close()
     assert.is_true(#mods >= 7)
