@@ -435,6 +435,26 @@ describe("chdir and umask", function()
 end)
 
 describe("spawn", function()
+  it("gives a child end of stream when its channel closes, whatever siblings were spawned after it", function()
+    local first = assert(ipc.spawn(function(chan)
+      local v, why = chan:recv()
+      if v ~= nil or why ~= "eof" then ipc._exit(3) end
+    end))
+    local later = assert(ipc.spawn(function(chan) chan:recv() end))
+    local c = assert(ipc.popen({ "cat" }, { stdin = "pipe", stdout = "pipe" }))
+    local last = assert(ipc.spawn(function(chan) chan:recv() end))
+    first.chan:close() -- later and last hold no copy of it: first sees the end
+    assert.same({ true, "exit", 0 }, { first:wait(30) })
+    c.stdin:close() -- nor of cat's stdin: cat sees end of file and ends
+    assert.is_nil(c.stdout:read(10))
+    assert.same({ true, "exit", 0 }, { c:wait(30) })
+    c.stdout:close()
+    later.chan:close()
+    last.chan:close()
+    assert.is_true(later:wait())
+    assert.is_true(last:wait())
+  end)
+
   it("runs fn(chan, ...) in a child and reports like os.execute", function()
     local p = assert(ipc.spawn(function(chan, x, y)
       chan:send(("%s %s %d %d"):format(x, y, ipc.getpid(), ipc.getppid()))

@@ -237,6 +237,11 @@ end
 
 local IPC -- the module table this layer was installed into
 
+-- this process's ends of its children's channels and pipes: a child
+-- spawned later inherits copies, which it closes, or an earlier child
+-- would never see end of stream while a later sibling lives
+local inherited = setmetatable({}, { __mode = "k" })
+
 -- The child's side, run by core._forkrun under a C-level pcall that always
 -- ends in _exit: 0 when this returns, 1 with the traceback on stderr.
 local function child(fn, own, other, ...)
@@ -244,6 +249,7 @@ local function child(fn, own, other, ...)
   -- descriptors
   core._sigreset()
   other:close()
+  for o in pairs(inherited) do o:close() end
   local chan = IPC.channel(own)
   fn(chan, ...) -- results dropped: only _forkrun itself may be returned
 end
@@ -298,6 +304,7 @@ local function spawn(fn, ...)
     return nil, msg, err
   end
   theirs:close()
+  inherited[mine] = true
   local chan = IPC.channel(mine)
   return setmetatable({ pid = pid, chan = chan, _owner = core.getpid() }, Proc)
 end
@@ -442,6 +449,7 @@ local function popen(argv, opts)
     closeall(mine)
     return nil, h, err
   end
+  for _, o in ipairs(mine) do inherited[o] = true end
   return setmetatable({ pid = pid, stdin = mine.stdin, stdout = mine.stdout, stderr = mine.stderr,
     _h = h or nil, _nopidfd = not h or nil, _owner = core.getpid() }, Popen)
 end
