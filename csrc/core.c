@@ -4,7 +4,7 @@
  */
 #include "private.h"
 
-#define UNIXIPC_VERSION "unixipc 0.2"
+#define UNIXIPC_VERSION "unixipc 0.3"
 
 __attribute__((visibility("default"))) int luaopen_unixipc_core(lua_State *L) {
   lua_newtable(L);
