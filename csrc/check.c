@@ -176,7 +176,7 @@ static int foreign(lua_State *L, int idx) {
 }
 
 static int fderror(lua_State *L, int argn, int elem, const char *fmt, const char *x) {
-  if (elem > 0) {
+  if (elem >= 0) {
     const char *m = lua_pushfstring(L, fmt, x);
     return uipc_argerror(L, argn, "fds[%d]: %s", elem, m);
   }

@@ -458,8 +458,8 @@ static int read_body(lua_State *L, uipc_Wait *w) {
   return uipc_pushrecv(L, w, o, uipc_checksize(L, 2, 65536, "size"), 0, 0);
 }
 
-static const uipc_Op write_op = {"write", write_body}, sendall_op = {"send", sendall_body},
-                     read_op = {"read", read_body};
+static const uipc_Op write_op = {"write", write_body, NULL}, sendall_op = {"send", sendall_body, NULL},
+                     read_op = {"read", read_body, NULL};
 static int fd_write(lua_State *L) { return uipc_run(L, &write_op); }
 static int fd_sendall(lua_State *L) { return uipc_run(L, &sendall_op); }
 static int fd_read(lua_State *L) { return uipc_run(L, &read_op); }

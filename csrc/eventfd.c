@@ -87,7 +87,7 @@ static int add_body(lua_State *L, uipc_Wait *w) {
   }
 }
 
-static const uipc_Op take_op = {"read", take_body}, add_op = {"write", add_body};
+static const uipc_Op take_op = {"read", take_body, NULL}, add_op = {"write", add_body, NULL};
 static int eventfd_take(lua_State *L) { return uipc_run(L, &take_op); }
 static int eventfd_add(lua_State *L) { return uipc_run(L, &add_op); }
 

@@ -123,6 +123,8 @@ static char **buildenv(lua_State *L, int anchor) {
         uipc_argerror(L, 3, "env[%I] must look like \"NAME=value\", got '%s'", lua_tointeger(L, -2), s);
       lua_pushvalue(L, -1);
     }
+    /* a finalizer run by an allocation above may have added keys */
+    if (i == n) uipc_argerror(L, 3, "env changed while it was read");
     envp[i++] = (char *)s;
     lua_rawseti(L, anchor, (lua_Integer)i);
     lua_pop(L, 1);
@@ -273,12 +275,15 @@ void uipc_plancheck(lua_State *L, int base, int argn, int anchor, uipc_Plan *p) 
       }
       src = uipc_tofd(L, -1, argn, (int)t, NULL);
       lua_pop(L, 1);
+      /* a foreign getfd, or a finalizer run by an allocation, may have added keys */
+      if (p->nmap == n) uipc_argerror(L, argn, "option 'fds' changed while it was read");
       /* insertion by target: the lists are short */
       for (i = p->nmap; i > 0 && p->map[i - 1].target > (int)t; i--) p->map[i] = p->map[i - 1];
       p->map[i].target = (int)t;
       p->map[i].source = src;
       p->nmap++;
     }
+    for (i = 0; i < p->nmap; i++) p->moved[i] = p->map[i].source; /* nothing moved yet */
     p->exact = 1;
   }
   if (!lua_isnil(L, cwd)) {

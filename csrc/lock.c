@@ -100,7 +100,7 @@ static void initpid(void) {
 /* descriptor argument 1: fd, and what owns it (objects are borrowed, not copied) */
 static int checkfile(lua_State *L, unsigned char *owner, void **ref) {
   uipc_Ref r;
-  int fd = uipc_tofd(L, 1, 1, 0, &r);
+  int fd = uipc_tofd(L, 1, 1, -1, &r);
   *owner = r.kind == UIPC_REF_OBJ ? OWN_OBJ : r.kind == UIPC_REF_FILE ? OWN_FILE : OWN_INT;
   *ref = r.p;
   return fd;
@@ -411,7 +411,7 @@ static int ipc_testlock(lua_State *L) {
   return 1;
 }
 
-static const uipc_Op flock_op = {"flock", flock_body}, lock_op = {"fcntl", lock_body};
+static const uipc_Op flock_op = {"flock", flock_body, NULL}, lock_op = {"fcntl", lock_body, NULL};
 static int ipc_flock(lua_State *L) { return uipc_run(L, &flock_op); }
 static int ipc_lock(lua_State *L) { return uipc_run(L, &lock_op); }
 

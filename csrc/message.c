@@ -226,13 +226,15 @@ static int sendmsg_body(lua_State *L, uipc_Wait *w) {
         iov = (struct iovec *)lua_newuserdatauv(L, (size_t)niov * sizeof *iov, 0);
         lua_replace(L, 8); /* 8 is the iov box */
       }
+      /* each string stays on the stack: a finalizer run while the call
+         waits could take it out of the table, never off the stack */
+      luaL_checkstack(L, (int)niov + 8, "too many data strings");
       for (i = 0; i < niov; i++) {
         if (lua_rawgeti(L, 3, i + 1) != LUA_TSTRING)
           uipc_argerror(L, 2, "data[%d] must be a string, got %s", (int)i + 1,
                         luaL_typename(L, -1));
         iov[i].iov_base = (void *)lua_tolstring(L, -1, &iov[i].iov_len);
         total += iov[i].iov_len;
-        lua_pop(L, 1);
       }
       break;
     default:
@@ -290,7 +292,7 @@ static int sendmsg_body(lua_State *L, uipc_Wait *w) {
   }
 }
 
-static const uipc_Op sendmsg_op = {"sendmsg", sendmsg_body};
+static const uipc_Op sendmsg_op = {"sendmsg", sendmsg_body, NULL};
 static int sock_sendmsg(lua_State *L) { return uipc_run(L, &sendmsg_op); }
 
 /* ---- recvmsg ---------------------------------------------------------- */
@@ -328,14 +330,6 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
       if (niov < 1 || niov > 1024)
         return uipc_argerror(L, 2, "option 'size' must be a size or a list of 1 to 1024 sizes, got %d sizes",
                              (int)niov);
-      size = 0;
-      for (k = 1; k <= niov; k++) {
-        const char *what;
-        lua_rawgeti(L, 3, (lua_Integer)k);
-        what = lua_pushfstring(L, "option 'size'[%d]", (int)k);
-        size += (size_t)uipc_intarg(L, -2, 2, 0, 0x7fffffff, what);
-        lua_pop(L, 2);
-      }
     } else if (!lua_isnil(L, 3))
       size = (size_t)uipc_intarg(L, 3, 2, 0, LUA_MAXINTEGER, "option 'size'");
     if (!lua_isnil(L, 4)) maxfds = (size_t)uipc_intarg(L, 4, 2, 0, LUA_MAXINTEGER, "option 'maxfds'");
@@ -345,16 +339,24 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
   if (maxfds > SCM_MAX_FD) maxfds = SCM_MAX_FD; /* the kernel never sends more */
   g = pushguard(L);
   gidx = lua_gettop(L);
-  if (size > STACKBUF) buf = (char *)lua_newuserdatauv(L, size, 0);
   if (niov > STACKIOVR) iov = (struct iovec *)lua_newuserdatauv(L, niov * sizeof *iov, 0);
+  if (scatter) { /* the sizes, read once into iov: a finalizer cannot change them after */
+    size = 0;
+    for (k = 0; k < niov; k++) {
+      const char *what;
+      lua_rawgeti(L, 3, (lua_Integer)k + 1);
+      what = lua_pushfstring(L, "option 'size'[%d]", (int)k + 1);
+      iov[k].iov_len = (size_t)uipc_intarg(L, -2, 2, 0, 0x7fffffff, what);
+      size += iov[k].iov_len;
+      lua_pop(L, 2);
+    }
+  }
+  if (size > STACKBUF) buf = (char *)lua_newuserdatauv(L, size, 0);
   if (scatter) {
     char *p = buf;
     for (k = 0; k < niov; k++) {
-      lua_rawgeti(L, 3, (lua_Integer)k + 1);
       iov[k].iov_base = p;
-      iov[k].iov_len = (size_t)lua_tointeger(L, -1);
       p += iov[k].iov_len;
-      lua_pop(L, 1);
     }
   }
   luaL_checkstack(L, 8, NULL); /* nothing below may fail for want of stack */
@@ -494,7 +496,7 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
   return 3;
 }
 
-static const uipc_Op recvmsg_op = {"recvmsg", recvmsg_body};
+static const uipc_Op recvmsg_op = {"recvmsg", recvmsg_body, NULL};
 static int sock_recvmsg(lua_State *L) { return uipc_run(L, &recvmsg_op); }
 
 static char CREDMT, CREDSOCKS; /* registry: the peercred tables' metatable; table -> socket */

@@ -161,7 +161,7 @@ static int wait_body(lua_State *L, uipc_Wait *w) {
   }
 }
 
-static const uipc_Op wait_op = {"wait", wait_body};
+static const uipc_Op wait_op = {"wait", wait_body, NULL};
 static int pidfd_wait(lua_State *L) { return uipc_run(L, &wait_op); }
 
 /* h:kill([sig]) -> true: pidfd_send_signal(2); sig a name or number, 0

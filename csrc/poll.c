@@ -16,6 +16,15 @@
 
 #define STACKFDS 64
 
+/* a key that is a unixipc object or an io file, closed */
+static int keyclosed(lua_State *L, int idx) {
+  uipc_Fd *o = uipc_toobj(L, idx);
+  luaL_Stream *p;
+  if (o) return o->fd < 0;
+  p = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
+  return p && p->closef == NULL;
+}
+
 /* the events a key waits for: letters r (in), w (out), p (urgent) */
 static short checkeventsarg(lua_State *L, int idx, int argn) {
   size_t n;
@@ -32,39 +41,66 @@ static short checkeventsarg(lua_State *L, int idx, int argn) {
   return 0;
 }
 
+/* what pollwait polls: a pollfd array of ours (ipc.poll), or a poll set's,
+   read afresh after anything that can run Lua (the set may change or be
+   closed by a finalizer, or by another task) */
+typedef struct PollSet PollSet;
+typedef struct Polled {
+  struct pollfd *fds;
+  nfds_t n;
+  PollSet *ps;
+} Polled;
+
+static int refresh(Polled *pd);
+
+static short epolled(short ev) {
+  return (short)(((ev & POLLIN) ? EPOLLIN : 0) | ((ev & POLLOUT) ? EPOLLOUT : 0) |
+                 ((ev & POLLPRI) ? EPOLLPRI : 0));
+}
+
+/* the longest one hand-off of a set lasts: epoll forgets a key closed
+   meanwhile without a word, so the set is polled again at least this often */
+#define SETSLICE 1.0
+
 /*
  * Inside a task: the scheduler is handed one descriptor that stands for the
  * whole set, an epoll instance holding every entry (readable as soon as
- * one of them is ready); the call runs again afterwards and polls with a
- * zero timeout. The epoll descriptor is owned by a to-be-closed object, so
- * it is closed however the wait ends. 0 (try again) or an errno.
+ * one of them is ready); the call polls again afterwards with a zero
+ * timeout. The epoll descriptor is owned by a to-be-closed object, so it
+ * is closed however the wait ends. A descriptor epoll refuses (a regular
+ * file: poll(2) answers for it at once) is left out; with none left the
+ * call just sleeps. 0 (poll again) or an errno.
  */
-static int setwait(lua_State *L, uipc_Wait *w, struct pollfd *fds, nfds_t n) {
-  uipc_Fd *ep = uipc_newfd(L, 0);
-  int idx = lua_gettop(L), err = 0;
+static int setwait(lua_State *L, uipc_Wait *w, Polled *pd) {
+  uipc_Fd *ep = uipc_newfd(L, 0); /* may run finalizers: the set is read after */
+  int idx = lua_gettop(L), err = 0, added = 0;
+  double until = uipc_now() + SETSLICE;
   nfds_t i;
   lua_toclose(L, idx);
   if ((ep->fd = epoll_create1(EPOLL_CLOEXEC)) < 0) return errno;
-  for (i = 0; i < n && !err; i++) {
+  if ((err = refresh(pd)) != 0) return err;
+  for (i = 0; i < pd->n && !err; i++) {
+    struct pollfd *f = &pd->fds[i];
     struct epoll_event ev;
-    if (fds[i].fd < 0) continue;
+    if (f->fd < 0) continue;
     memset(&ev, 0, sizeof ev);
-    ev.events = ((fds[i].events & POLLIN) ? EPOLLIN : 0) | ((fds[i].events & POLLOUT) ? EPOLLOUT : 0) |
-                ((fds[i].events & POLLPRI) ? EPOLLPRI : 0);
-    if (epoll_ctl(ep->fd, EPOLL_CTL_ADD, fds[i].fd, &ev) == 0) continue;
+    ev.events = (uint32_t)epolled(f->events);
+    if (epoll_ctl(ep->fd, EPOLL_CTL_ADD, f->fd, &ev) == 0) {
+      added++;
+      continue;
+    }
     if (errno == EEXIST) { /* the same descriptor twice: wait for both interests */
       nfds_t k;
       for (k = 0; k < i; k++)
-        if (fds[k].fd == fds[i].fd) ev.events |= (fds[k].events & POLLIN ? EPOLLIN : 0) |
-                                                 (fds[k].events & POLLOUT ? EPOLLOUT : 0) |
-                                                 (fds[k].events & POLLPRI ? EPOLLPRI : 0);
-      if (epoll_ctl(ep->fd, EPOLL_CTL_MOD, fds[i].fd, &ev) == 0) continue;
+        if (pd->fds[k].fd == f->fd) ev.events |= (uint32_t)epolled(pd->fds[k].events);
+      if (epoll_ctl(ep->fd, EPOLL_CTL_MOD, f->fd, &ev) == 0) continue;
     }
-    if (errno == EPERM) break; /* a regular file: always ready, poll again */
-    if (errno != EBADF) err = errno; /* a closed number: poll(2) reports it */
-    else break;
+    if (errno != EPERM && errno != EBADF) err = errno; /* EPERM: a file; EBADF: poll(2) says n */
   }
-  if (!err && i == n) err = uipc_wait(L, w, ep->fd, POLLIN);
+  if (!err) {
+    if (w->deadline >= 0 && w->deadline < until) until = w->deadline;
+    err = uipc_waituntil(L, w, added ? ep->fd : -1, POLLIN, until);
+  }
   lua_closeslot(L, idx);
   return err == ETIMEDOUT ? 0 : err;
 }
@@ -73,20 +109,21 @@ static int setwait(lua_State *L, uipc_Wait *w, struct pollfd *fds, nfds_t n) {
    EINTR retried with the time left: r >= 0, or -1 with *perr. A wait
    longer than a poll(2) call takes goes on in steps (uipc_pollms); inside
    a task it goes to the scheduler (setwait). */
-static int pollwait(lua_State *L, uipc_Wait *w, struct pollfd *fds, nfds_t n, double timeout,
-                    int *perr) {
+static int pollwait(lua_State *L, uipc_Wait *w, Polled *pd, double timeout, int *perr) {
   int task;
   if (!w->resumed) w->deadline = timeout > 0 ? uipc_now() + timeout : -1;
   task = timeout != 0 && uipc_intask(L);
   for (;;) {
-    int r = poll(fds, n, timeout == 0 || task ? 0 : uipc_pollms(w->deadline));
+    int r;
+    if ((*perr = refresh(pd)) != 0) return -1;
+    r = poll(pd->fds, pd->n, timeout == 0 || task ? 0 : uipc_pollms(w->deadline));
     if (r > 0 || (r == 0 && (timeout == 0 || (w->deadline >= 0 && uipc_now() >= w->deadline))))
       return r;
     if (r < 0 && errno != EINTR) {
       *perr = errno;
       return -1;
     }
-    if (r == 0 && task && (*perr = setwait(L, w, fds, n)) != 0) return -1;
+    if (r == 0 && task && (*perr = setwait(L, w, pd)) != 0) return -1;
   }
 }
 
@@ -128,7 +165,14 @@ static int poll_body(lua_State *L, uipc_Wait *w) {
     int k = base + 2 * i;
     /* the events strings are interned: one parse serves a run of equal ones */
     const char *ev = lua_type(L, k + 1) == LUA_TSTRING ? lua_tostring(L, k + 1) : NULL;
-    fds[i].fd = uipc_tofd(L, k, 1, 0, NULL);
+    if (w->resumed && keyclosed(L, k)) { /* closed by another task while this one waited */
+      fds[i].fd = -1;
+      fds[i].events = POLLNVAL; /* marks it: reported "n" below, at once */
+      fds[i].revents = 0;
+      timeout = 0;
+      continue;
+    }
+    fds[i].fd = uipc_tofd(L, k, 1, -1, NULL);
     if (ev == NULL || ev != lastev) {
       lastbits = checkeventsarg(L, k + 1, 1);
       lastev = ev;
@@ -136,7 +180,16 @@ static int poll_body(lua_State *L, uipc_Wait *w) {
     fds[i].events = lastbits;
     fds[i].revents = 0;
   }
-  if ((r = pollwait(L, w, fds, (nfds_t)n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
+  {
+    Polled pd = {fds, (nfds_t)n, NULL};
+    if ((r = pollwait(L, w, &pd, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
+  }
+  if (w->resumed)
+    for (i = 0; i < n; i++)
+      if (fds[i].fd < 0 && fds[i].events == POLLNVAL) {
+        fds[i].revents = POLLNVAL;
+        r++;
+      }
   lua_createtable(L, 0, r);
   res = lua_gettop(L);
   for (i = 0; r > 0; i++, r--) { /* r entries have revents set */
@@ -150,7 +203,7 @@ static int poll_body(lua_State *L, uipc_Wait *w) {
   return 1;
 }
 
-static const uipc_Op poll_op = {"poll", poll_body};
+static const uipc_Op poll_op = {"poll", poll_body, NULL};
 static int ipc_poll(lua_State *L) { return uipc_run(L, &poll_op); }
 
 /* ---- pollset: a registered set, like Python's select.poll ------------ */
@@ -183,13 +236,22 @@ typedef struct {
 } PollEnt;
 
 /* two arrays of n entries (cap allocated): what poll(2) takes, and the owners */
-typedef struct {
+struct PollSet {
   const uipc_Class *cls; /* &psetclass */
   struct pollfd *fds;
   PollEnt *ents;
   int n, cap, ndead;
   int closed;
-} PollSet;
+};
+
+/* a poll set's arrays as they are now; EBADF once it is closed */
+static int refresh(Polled *pd) {
+  if (!pd->ps) return 0;
+  if (pd->ps->closed) return EBADF;
+  pd->fds = pd->ps->fds;
+  pd->n = (nfds_t)pd->ps->n;
+  return 0;
+}
 
 static const uipc_Class psetclass = {"unixipc pollset"};
 
@@ -287,7 +349,7 @@ static int pset_add(lua_State *L) {
   short ev;
   luaL_checkany(L, 2);
   lua_settop(L, 3);
-  fd = uipc_tofd(L, 2, 2, 0, &ref);
+  fd = uipc_tofd(L, 2, 2, -1, &ref);
   ev = checkeventsarg(L, 3, 3);
   lua_getiuservalue(L, 1, UV_INDEX); /* 4 */
   lua_getiuservalue(L, 1, UV_KEYS);  /* 5 */
@@ -369,7 +431,10 @@ static int pset_wait_body(lua_State *L, uipc_Wait *w) {
   double timeout = uipc_optseconds(L, 2, "timeout");
   int i, r, err = 0;
   if (ps->ndead > 0) timeout = 0; /* they are ready: "n" */
-  if ((r = pollwait(L, w, ps->fds, (nfds_t)ps->n, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
+  {
+    Polled pd = {NULL, 0, ps};
+    if ((r = pollwait(L, w, &pd, timeout, &err)) < 0) return uipc_fail(L, "poll", err);
+  }
   if (ps->ndead > 0)
     for (i = 0; i < ps->n; i++)
       if (ps->ents[i].dead) {
@@ -402,7 +467,12 @@ static int pset_wait_body(lua_State *L, uipc_Wait *w) {
   return 1;
 }
 
-static const uipc_Op pset_wait_op = {"poll", pset_wait_body};
+static int pset_closed(lua_State *L) {
+  PollSet *ps = topset(L, 1);
+  return ps && ps->closed;
+}
+
+static const uipc_Op pset_wait_op = {"poll", pset_wait_body, pset_closed};
 static int pset_wait(lua_State *L) { return uipc_run(L, &pset_wait_op); }
 
 static int pset_count(lua_State *L) {

@@ -131,7 +131,7 @@ UIPC_API int uipc_checkmode(lua_State *L, int idx, const char *def);
  * A Lua value that stands for a descriptor: a unixipc object, a Lua io
  * file, a non-negative integer, or a foreign object with getfd() or
  * fileno() (LuaSocket, cqueues), whose method is called. Errors name
- * argument argn, and "fds[elem]" in it when elem > 0. ref, when not NULL,
+ * argument argn, and "fds[elem]" in it when elem >= 0. ref, when not NULL,
  * says what owns the descriptor, so a caller can tell later whether it was
  * closed.
  */
@@ -141,7 +141,7 @@ typedef struct uipc_Ref {
   void *p;    /* uipc_Fd * or luaL_Stream * (REF_OBJ, REF_FILE), else NULL */
 } uipc_Ref;
 UIPC_API int uipc_tofd(lua_State *L, int idx, int argn, int elem, uipc_Ref *ref);
-#define uipc_checkfd(L, idx) uipc_tofd(L, idx, idx, 0, NULL)
+#define uipc_checkfd(L, idx) uipc_tofd(L, idx, idx, -1, NULL)
 
 /*
  * Option tables are strict: one walk puts the value of names[k] at stack
@@ -222,6 +222,10 @@ typedef int (*uipc_Body)(lua_State *L, uipc_Wait *w);
 typedef struct uipc_Op {
   const char *name; /* "recv": the failure message if its object is closed meanwhile */
   uipc_Body body;
+  /* is the call's object (argument 1) closed? NULL: a descriptor object or an
+     io file is asked. A call whose object another task closed while it
+     waited fails with EBADF, as on a closed descriptor, instead of raising */
+  int (*closed)(lua_State *L);
 } uipc_Op;
 struct uipc_Wait {
   const uipc_Op *op;
@@ -255,6 +259,8 @@ static inline int uipc_intask(lua_State *L) {
 /* wait until fd is ready for events or w->deadline passes: 0 (ready: try
    again), ETIMEDOUT, or an errno. fd < 0 sleeps until the deadline. */
 UIPC_API int uipc_wait(lua_State *L, uipc_Wait *w, int fd, short events);
+/* the same until `until` (-1: for ever) instead of w's deadline, which is kept */
+UIPC_API int uipc_waituntil(lua_State *L, uipc_Wait *w, int fd, short events, double until);
 /*
  * One blocking step for object o after a call failed with err: 0 means
  * try again (EINTR, or the descriptor became ready); anything else is the

@@ -176,7 +176,19 @@ static int ipc_forkrunx(lua_State *L) {
     return uipc_fail(L, "fork", err);
   }
   if (pid == 0) {
+    int i, above = pfd[1];
     close(pfd[0]);
+    /* the report pipe goes above every target first, or a target could
+       land on it and the close after the plan would close that */
+    for (i = 0; i < plan.nmap; i++)
+      if (plan.map[i].target >= above) above = plan.map[i].target + 1;
+    if (above != pfd[1]) {
+      int moved = fcntl(pfd[1], F_DUPFD_CLOEXEC, above);
+      if (moved >= 0) {
+        close(pfd[1]);
+        pfd[1] = moved;
+      }
+    }
     if (uipc_planapply(&plan) < 0) {
       r.stage = plan.stage;
       r.err = plan.err;

@@ -529,7 +529,11 @@ static int sig_read_body(lua_State *L, uipc_Wait *w) {
   return 1;
 }
 
-static const uipc_Op sig_read_op = {"read", sig_read_body};
+static int sig_closed(lua_State *L) {
+  return tobridge(L, 1)->fd < 0;
+}
+
+static const uipc_Op sig_read_op = {"read", sig_read_body, sig_closed};
 
 /* (a continuation restores the upvalues: the body reads them afresh) */
 static int sig_read(lua_State *L) {

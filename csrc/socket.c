@@ -100,21 +100,21 @@ static int taskmode(lua_State *L, uipc_Fd *o) {
 }
 
 /* accept() -> conn, addr. The new socket is blocking whatever the listener
-   is (in a task it gets O_NONBLOCK, and still behaves as blocking). */
+   is (in a task too: its calls pass MSG_DONTWAIT there). */
 static int accept_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checksock(L, 1), *c;
   struct sockaddr_storage ss;
   socklen_t len;
-  int task = taskmode(L, o), fd, err;
+  int fd, err;
+  taskmode(L, o); /* the listener: accept4 takes no MSG_DONTWAIT */
   c = uipc_newfd(L, 1);
   for (;;) {
     len = sizeof ss;
-    fd = accept4(o->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | (task ? SOCK_NONBLOCK : 0));
+    fd = accept4(o->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
     if (fd >= 0) break;
     if ((err = uipc_block(L, w, o, errno, POLLIN)) != 0) return uipc_waitfail(L, "accept", err);
   }
   uipc_initsock(c, fd, o->family, o->type, 0, -1);
-  c->onb = (unsigned char)task;
   uipc_pushaddr(L, (struct sockaddr *)&ss, len);
   return 2;
 }
@@ -213,8 +213,8 @@ static int sendto_body(lua_State *L, uipc_Wait *w) {
   const char *s = luaL_checklstring(L, 2, &n);
   struct sockaddr_storage ss;
   socklen_t len;
+  int flags = uipc_checkflags(L, 4, &uipc_msgflags), extra, err; /* before: errno of EAI_SYSTEM */
   int rc = uipc_toaddr(L, 3, 3, o->family, o->type, &ss, &len, 0);
-  int flags = uipc_checkflags(L, 4, &uipc_msgflags), extra, err;
   if (rc) return uipc_addrfail(L, "sendto", rc);
   extra = uipc_callflags(L, o, 1);
   for (;;) {
@@ -229,9 +229,9 @@ static int sendto_body(lua_State *L, uipc_Wait *w) {
   }
 }
 
-static const uipc_Op accept_op = {"accept", accept_body}, connect_op = {"connect", connect_body},
-                     send_op = {"send", send_body}, recv_op = {"recv", recv_body},
-                     recvfrom_op = {"recvfrom", recvfrom_body}, sendto_op = {"sendto", sendto_body};
+static const uipc_Op accept_op = {"accept", accept_body, NULL}, connect_op = {"connect", connect_body, NULL},
+                     send_op = {"send", send_body, NULL}, recv_op = {"recv", recv_body, NULL},
+                     recvfrom_op = {"recvfrom", recvfrom_body, NULL}, sendto_op = {"sendto", sendto_body, NULL};
 static int sock_accept(lua_State *L) { return uipc_run(L, &accept_op); }
 static int sock_connect(lua_State *L) { return uipc_run(L, &connect_op); }
 static int sock_send(lua_State *L) { return uipc_run(L, &send_op); }

@@ -61,6 +61,12 @@ int uipc_haswaiter(lua_State *L) {
   return t == LUA_TFUNCTION;
 }
 
+/* an io file at idx that has been closed */
+static int fileclosed(lua_State *L, int idx) {
+  luaL_Stream *p = (luaL_Stream *)luaL_testudata(L, idx, LUA_FILEHANDLE);
+  return p && p->closef == NULL;
+}
+
 /*
  * The continuation of a call suspended in uipc_wait: under the waiter's
  * answer lie the call's state (nargs, deadline, done). If the call's object
@@ -78,7 +84,9 @@ static int resumek(lua_State *L, int status, lua_KContext ctx) {
   w.done = lua_tointeger(L, -2);
   w.resumed = 1;
   lua_settop(L, w.nargs);
-  if ((o = uipc_toobj(L, 1)) != NULL && o->fd < 0) return uipc_fail(L, op->name, EBADF);
+  if (op->closed ? op->closed(L)
+                 : ((o = uipc_toobj(L, 1)) != NULL && o->fd < 0) || fileclosed(L, 1))
+    return uipc_fail(L, op->name, EBADF);
   return op->body(L, &w);
 }
 
@@ -127,10 +135,14 @@ static int pollwait(int fd, short events, double deadline) {
   }
 }
 
+int uipc_waituntil(lua_State *L, uipc_Wait *w, int fd, short events, double until) {
+  if (until >= 0 && uipc_now() >= until) return ETIMEDOUT;
+  if (uipc_intask(L) && handoff(L, w, fd, events, until)) return 0;
+  return pollwait(fd, events, until);
+}
+
 int uipc_wait(lua_State *L, uipc_Wait *w, int fd, short events) {
-  if (w->deadline >= 0 && uipc_now() >= w->deadline) return ETIMEDOUT;
-  if (uipc_intask(L) && handoff(L, w, fd, events, w->deadline)) return 0;
-  return pollwait(fd, events, w->deadline);
+  return uipc_waituntil(L, w, fd, events, w->deadline);
 }
 
 void uipc_pause(lua_State *L, uipc_Wait *w, double secs) {
@@ -185,7 +197,7 @@ static int sleep_body(lua_State *L, uipc_Wait *w) {
   return 1;
 }
 
-static const uipc_Op sleep_op = {"sleep", sleep_body};
+static const uipc_Op sleep_op = {"sleep", sleep_body, NULL};
 
 static int ipc_sleep(lua_State *L) {
   return uipc_run(L, &sleep_op);
@@ -240,12 +252,8 @@ ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags) {
  * (it still behaves as blocking: uipc_block waits out the EAGAIN).
  */
 int uipc_callflags(lua_State *L, uipc_Fd *o, int canflag) {
-  if (canflag && o->issock) {
-    if (o->usernb || o->timeout >= 0) return MSG_DONTWAIT;
-    if (!uipc_intask(L)) return 0;
-    uipc_nbresolve(o);
-    return o->onb ? 0 : MSG_DONTWAIT;
-  }
+  if (canflag && o->issock) /* (never trusting onb: a twin may have cleared the flag) */
+    return o->usernb || o->timeout >= 0 || uipc_intask(L) ? MSG_DONTWAIT : 0;
   if (!uipc_intask(L)) return 0;
   uipc_nbresolve(o);
   if (!o->onb) uipc_setnb(o, 1);
