@@ -231,7 +231,7 @@ int uipc_tofd(lua_State *L, int idx, int argn, int elem, uipc_Ref *ref) {
 int uipc_options(lua_State *L, int idx, int argn, const uipc_Opt *names, int base) {
   int n = 0, t = lua_type(L, idx), top = lua_gettop(L);
   while (names[n].name) n++;
-  idx = lua_absindex(L, idx);
+  if (idx < 0) idx = lua_absindex(L, idx);
   if (base + n + 3 > LUA_MINSTACK) luaL_checkstack(L, base + n + 3 - top, NULL);
   if (base + n - 1 > top) lua_settop(L, base + n - 1);
   if (t == LUA_TNIL || t == LUA_TNONE) return 0;

@@ -98,7 +98,7 @@ static void initpid(void) {
 /* ---- arguments ------------------------------------------------------- */
 
 /* descriptor argument 1: fd, and what owns it (objects are borrowed, not copied) */
-static int checkfile(lua_State *L, unsigned char *owner, void **ref) {
+static inline __attribute__((always_inline)) int checkfile(lua_State *L, unsigned char *owner, void **ref) {
   uipc_Ref r;
   int fd = uipc_tofd(L, 1, 1, -1, &r);
   *owner = r.kind == UIPC_REF_OBJ ? OWN_OBJ : r.kind == UIPC_REF_FILE ? OWN_FILE : OWN_INT;
@@ -289,7 +289,7 @@ static int drop(Lock *l) {
  * its metatable from held() once the lock is taken: until then it is inert
  * garbage that needs no finalizer.
  */
-static Lock *newlock(lua_State *L, int kind, unsigned char owner, void *ref) {
+static inline __attribute__((always_inline)) Lock *newlock(lua_State *L, int kind, unsigned char owner, void *ref) {
   Lock *l = (Lock *)lua_newuserdatauv(L, sizeof(Lock), 1);
   l->cls = &lockclass;
   l->fd = -1;

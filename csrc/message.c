@@ -146,9 +146,9 @@ static int sendmsg_body(lua_State *L, uipc_Wait *w) {
   int flags, hascred = 0, err = 0, extra;
   luaL_checktype(L, 2, LUA_TTABLE);
   memset(&msg, 0, sizeof msg);
-  lua_settop(L, 2);
+  if (lua_gettop(L) > 2) lua_settop(L, 2);
+  lua_settop(L, 8); /* 3..7: the options (see sendopts), 8: the iov box */
   uipc_options(L, 2, 2, sendopts, 3);
-  lua_settop(L, 8); /* 8: the iov box */
 
   /*
    * Everything that can run Lua code (metamethods of the cred and address
@@ -323,7 +323,7 @@ static int recvmsg_body(lua_State *L, uipc_Wait *w) {
   int flags = 0, hascred = 0, ctrunc, gidx, i, n, extra, scatter = 0, pidfd = -1, pidx = -1;
   ssize_t r;
   lua_settop(L, 2);
-  if (uipc_options(L, 2, 2, recvopts, 3)) {
+  if (!lua_isnil(L, 2) && uipc_options(L, 2, 2, recvopts, 3)) { /* (no walk without options) */
     if (lua_istable(L, 3)) { /* scatter: a list of buffer sizes */
       scatter = 1;
       niov = lua_rawlen(L, 3);

@@ -277,9 +277,22 @@ UIPC_API void uipc_nap(double secs);
    deadline and progress are kept (the body runs again afterwards) */
 UIPC_API void uipc_pause(lua_State *L, uipc_Wait *w, double secs);
 
-/* flags a call on o adds so that it never blocks in the kernel when it
-   must not (see wait.c); canflag: the call takes MSG_* flags */
-UIPC_API int uipc_callflags(lua_State *L, uipc_Fd *o, int canflag);
+UIPC_API void uipc_tasknb(uipc_Fd *o);
+/*
+ * The flags a call on o adds so that it never blocks in the kernel where
+ * it must not (canflag: the call takes MSG_* flags). A socket call passes
+ * MSG_DONTWAIT in non-blocking or timeout mode (O_NONBLOCK lives on the
+ * open file description, which a dup, a forked child or a receiving
+ * process shares and may clear; a flag per call cannot be undone by them)
+ * and inside a task. Without flags (read, write on a pipe), a task sets
+ * O_NONBLOCK on a blocking object instead (it still behaves as blocking:
+ * uipc_block waits out the EAGAIN).
+ */
+static inline int uipc_callflags(lua_State *L, uipc_Fd *o, int canflag) {
+  if (canflag && o->issock) return o->usernb || o->timeout >= 0 || uipc_intask(L) ? MSG_DONTWAIT : 0;
+  if (uipc_intask(L)) uipc_tasknb(o);
+  return 0;
+}
 /* one write(2)/send(2) of up to n bytes without SIGPIPE; -1 with errno */
 UIPC_API ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags);
 /* one write that waits as o does: bytes written, or -1 with *perr */

@@ -242,22 +242,10 @@ ssize_t uipc_rawwrite(uipc_Fd *o, const char *buf, size_t n, int flags) {
   return write(o->fd, buf, n);
 }
 
-/*
- * The flags a socket call that takes them adds: MSG_DONTWAIT whenever the
- * object must not block in the kernel -- in non-blocking or timeout mode
- * (O_NONBLOCK lives on the open file description, which a dup, a forked
- * child or a receiving process shares and may clear: the flag per call
- * cannot be undone by them), and inside a task. Without flags (read,
- * write on a pipe), a task sets O_NONBLOCK on a blocking object instead
- * (it still behaves as blocking: uipc_block waits out the EAGAIN).
- */
-int uipc_callflags(lua_State *L, uipc_Fd *o, int canflag) {
-  if (canflag && o->issock) /* (never trusting onb: a twin may have cleared the flag) */
-    return o->usernb || o->timeout >= 0 || uipc_intask(L) ? MSG_DONTWAIT : 0;
-  if (!uipc_intask(L)) return 0;
+/* the non-socket half of uipc_callflags (see private.h) */
+void uipc_tasknb(uipc_Fd *o) {
   uipc_nbresolve(o);
   if (!o->onb) uipc_setnb(o, 1);
-  return 0;
 }
 
 ssize_t uipc_writesome(lua_State *L, uipc_Wait *w, uipc_Fd *o, const char *buf, size_t n,
