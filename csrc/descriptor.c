@@ -24,19 +24,24 @@ const char *const uipc_kindnames[UIPC_NKINDS] = {"descriptor", "pidfd", "eventfd
 
 /* ---- object model ---------------------------------------------------- */
 
-uipc_Fd *uipc_newfd(lua_State *L, int issock) {
-  uipc_Fd *o = (uipc_Fd *)lua_newuserdatauv(L, sizeof(uipc_Fd), 0);
+/* a new object's state: closed, blocking, no timeout */
+static void initfd(uipc_Fd *o, int issock, int kind) {
   o->cls = &uipc_fdclass;
   o->fd = -1;
   o->issock = (unsigned char)(issock != 0);
   o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = o->handed = 0;
-  o->kind = UIPC_KIND_FD;
+  o->kind = (unsigned char)kind;
   o->gen = 0;
   o->family = o->type = 0;
   o->timeout = -1;
   o->events[0] = 'r';
   o->events[1] = o->events[2] = '\0';
   o->bound = NULL;
+}
+
+uipc_Fd *uipc_newfd(lua_State *L, int issock) {
+  uipc_Fd *o = (uipc_Fd *)lua_newuserdatauv(L, sizeof(uipc_Fd), 0);
+  initfd(o, issock, UIPC_KIND_FD);
   lua_rawgetp(L, LUA_REGISTRYINDEX, issock ? &SOCKKEY : &FDKEY);
   lua_setmetatable(L, -2);
   return o;
@@ -199,16 +204,7 @@ int uipc_setnb(uipc_Fd *o, int on) {
 
 uipc_Fd *uipc_newkindfd(lua_State *L, int kind) {
   uipc_Fd *o = (uipc_Fd *)lua_newuserdatauv(L, sizeof(uipc_Fd), kinduv[kind]);
-  o->cls = &uipc_fdclass;
-  o->fd = -1;
-  o->issock = o->isfifo = o->usernb = o->onb = o->nbunknown = o->fifounknown = o->handed = 0;
-  o->kind = (unsigned char)kind;
-  o->gen = 0;
-  o->family = o->type = 0;
-  o->timeout = -1;
-  o->events[0] = 'r';
-  o->events[1] = o->events[2] = '\0';
-  o->bound = NULL;
+  initfd(o, 0, kind);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &KINDKEYS[kind]);
   lua_setmetatable(L, -2);
   return o;

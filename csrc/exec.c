@@ -357,7 +357,9 @@ static void closerange(const uipc_Plan *p, int lo, int hi, int cloexec) {
  * cleared -- an entry {[n] = n} for a closed n leaves it closed. Exact
  * plans then close every other descriptor.
  */
-static int shuffle(uipc_Plan *p) {
+/* a source that is another entry's target goes above every target first
+   (moved[i]: where entry i's source is now); async-signal-safe */
+static int lift(uipc_Plan *p) {
   int i, maxt = p->nmap ? p->map[p->nmap - 1].target : -1;
   for (i = 0; i < p->nmap; i++) {
     int s = p->map[i].source;
@@ -368,6 +370,12 @@ static int shuffle(uipc_Plan *p) {
       p->moved[i] = nf;
     }
   }
+  return 0;
+}
+
+static int shuffle(uipc_Plan *p) {
+  int i;
+  if (lift(p) < 0) return -1;
   for (i = 0; i < p->nmap; i++) {
     int s = p->moved[i], t = p->map[i].target;
     if (s == t) {
@@ -501,16 +509,7 @@ static void undoexec(const uipc_Plan *p, ExecState *st) {
 /* the in-process shuffle, recording in st what it changes */
 static int shuffleundo(uipc_Plan *p, ExecState *st) {
   int i, maxt = p->nmap ? p->map[p->nmap - 1].target : -1;
-  for (i = 0; i < p->nmap; i++) p->moved[i] = -1;
-  for (i = 0; i < p->nmap; i++) {
-    int s = p->map[i].source;
-    p->moved[i] = s;
-    if (s != p->map[i].target && istarget(p, s)) {
-      int nf = fcntl(s, F_DUPFD_CLOEXEC, maxt + 1);
-      if (nf < 0) return planerr(p, UIPC_STAGE_DUP, errno, p->map[i].target);
-      p->moved[i] = nf;
-    }
-  }
+  if (lift(p) < 0) return -1;
   for (i = 0; i < p->nmap; i++) {
     int s = p->moved[i], t = p->map[i].target, fl = fcntl(t, F_GETFD);
     Undo *u = &st->undo[st->nundo];

@@ -168,13 +168,7 @@ static int pidfd_wait(lua_State *L) { return uipc_run(L, &wait_op); }
    probes, default TERM. ESRCH once the process has been reaped. */
 static int pidfd_kill(lua_State *L) {
   uipc_Fd *o = uipc_checkkind(L, 1, UIPC_KIND_PIDFD);
-  int sig;
-  if (lua_isnoneornil(L, 2))
-    sig = SIGTERM;
-  else if (lua_isinteger(L, 2) && lua_tointeger(L, 2) == 0)
-    sig = 0;
-  else
-    sig = uipc_checksignal(L, 2);
+  int sig = uipc_killsig(L, 2);
   return uipc_boolresult(L, pidfd_send_signal_(o->fd, sig), "pidfd_send_signal");
 }
 

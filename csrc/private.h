@@ -431,6 +431,8 @@ UIPC_API uipc_Fd *uipc_newpidfd(lua_State *L, pid_t pid);
 UIPC_API int uipc_signalarg(lua_State *L, int idx, int argn);
 #define uipc_checksignal(L, idx) uipc_signalarg(L, idx, idx)
 UIPC_API const char *uipc_signame(int signo);
+/* the signal argument of a kill: a name or number, 0 (a probe), default TERM */
+UIPC_API int uipc_killsig(lua_State *L, int idx);
 /* the mask the process had before any signal bridge blocked signals, and
    the signals that were ignored before a bridge took them, for exec'd
    programs; returns 0 (and leaves *mask) when no bridge is live */

@@ -65,13 +65,7 @@ static int ipc_waitpid(lua_State *L) {
    probe; default TERM */
 static int ipc_kill(lua_State *L) {
   pid_t pid = (pid_t)uipc_checkint(L, 1, INT_MIN, INT_MAX, "pid");
-  int sig;
-  if (lua_isnoneornil(L, 2))
-    sig = SIGTERM;
-  else if (lua_isinteger(L, 2) && lua_tointeger(L, 2) == 0)
-    sig = 0;
-  else
-    sig = uipc_checksignal(L, 2);
+  int sig = uipc_killsig(L, 2);
   if (kill(pid, sig) < 0) return uipc_failerrno(L, "kill");
   lua_pushboolean(L, 1);
   return 1;

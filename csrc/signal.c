@@ -129,6 +129,12 @@ int uipc_signalarg(lua_State *L, int idx, int argn) {
   return 0;
 }
 
+int uipc_killsig(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return SIGTERM;
+  if (lua_isinteger(L, idx) && lua_tointeger(L, idx) == 0) return 0;
+  return uipc_signalarg(L, idx, idx);
+}
+
 const char *uipc_signame(int signo) {
   static char rt[NSIG][12];
   const char *n = uipc_nameof(&signals, signo);
