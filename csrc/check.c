@@ -270,11 +270,15 @@ static inline int sameword(const char *s, size_t n, const char *name) {
          name[n] == '\0';
 }
 
+/* short names first (what arguments mostly use), then POSIX names: one
+   comparison per entry and pass, most of them settled by the first byte */
 const uipc_Name *uipc_findname(const uipc_Family *fam, const char *s, size_t n) {
   const uipc_Name *c;
   if (n == 0 || memchr(s, '\0', n)) return NULL;
   for (c = fam->names; c->posix || c->name; c++)
-    if (c->name && (sameword(s, n, c->name) || sameword(s, n, c->posix))) return c;
+    if (sameword(s, n, c->name)) return c;
+  for (c = fam->names; c->posix || c->name; c++)
+    if (c->name && sameword(s, n, c->posix)) return c;
   return NULL;
 }
 
