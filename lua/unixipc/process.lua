@@ -11,7 +11,8 @@ local check = require "unixipc.check"
 local type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, ipairs, warn =
   type, error, tostring, tonumber, pcall, setmetatable, getmetatable, pairs, ipairs, warn
 local next = next
-local mathtype, concat = math.type, table.concat
+local mathtype, concat, huge = math.type, table.concat, math.huge
+local isyieldable = coroutine.isyieldable
 local stdout, stderr = io.stdout, io.stderr
 local fmt = string.format
 
@@ -91,13 +92,15 @@ function Proc:wait(timeout)
     self._nopidfd, self._h = true, nil -- waitid without P_PIDFD (Linux 5.3)
     h:close()
   end
-  if timeout == nil then
+  -- without pidfds a wait for ever is waitpid's, except where the caller
+  -- may be a task (a coroutine): there, naps of ipc.sleep let the others run
+  if timeout == nil and not isyieldable() then
     local pid, how, code = core.waitpid(self.pid)
     if not pid then return nil, how, code end
     record(self, how, code)
     return result(self)
   end
-  local deadline, step = core.monotime() + timeout, 0.001
+  local deadline, step = timeout and core.monotime() + timeout or huge, 0.001
   while true do
     local pid, how, code = core.waitpid(self.pid, "nohang")
     if not pid then return nil, how, code end
