@@ -247,7 +247,9 @@ local function poll(limit)
     end
   end
   if pset and #pset > 0 then
-    local ready = pset:wait(timeout)
+    local ready, msg = pset:wait(timeout)
+    -- poll(2) itself failed (ENOMEM): no task can be woken, so run says so
+    if not ready then error("loop: " .. tostring(msg), 0) end
     for fd, letters in pairs(ready) do
       local w, woke = fdwaiters[fd], false
       if w then
