@@ -120,4 +120,41 @@ describe("found by make check", function()
     a:close()
     b:close()
   end)
+
+  -- FOUND 6 (make luafuzz: exec.missing changed the descriptor table): an
+  -- exec whose opts have fds and a cwd that cannot be entered fails at
+  -- chdir, before the descriptor plan has run; the undo then closes
+  -- p->moved[i] for every entry, an array nothing has filled yet
+  -- (csrc/exec.c, undoexec after a failed chdir in ipc_exec). The caller
+  -- loses whatever descriptor the uninitialised memory names: often 0.
+  -- Run in a child: it may close any descriptor of the process.
+  local KNOWN6 = true -- remove with the fix: the test then asserts it
+  it("exec with fds and a cwd it cannot enter leaves every descriptor as it was", function()
+    local r, w = ipc.pipe()
+    local code = S.run(function()
+      r:close()
+      local before = ipc._openfds()
+      for _ = 1, 50 do
+        local ok, msg = ipc.exec("/nonexistent/program", {}, nil,
+          { fds = { [0] = 1, [1] = 0, [2] = 2 }, cwd = "/nonexistent-dir" })
+        assert(ok == nil and msg:match("^chdir "), msg)
+        local after = ipc._openfds()
+        for fd, target in pairs(before) do
+          if after[fd] ~= target then
+            w:write(("fd %d (%s) closed"):format(fd, target))
+            return 1
+          end
+        end
+      end
+      return 0
+    end)
+    w:close()
+    local what = r:read(200)
+    r:close()
+    if code == 1 and KNOWN6 then
+      pending("FOUND 6: exec with fds and a failing cwd closes a descriptor it never moved: " .. tostring(what))
+      return
+    end
+    assert.equal(0, code, what)
+  end)
 end)
