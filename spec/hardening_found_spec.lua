@@ -157,4 +157,42 @@ describe("found by make check", function()
     end
     assert.equal(0, code, what)
   end)
+
+  -- FOUND 7 (make valgrind: Valgrind 3.19 has no pidfd_open, so the module
+  -- runs its fallback there, and "p:wait inside a task" never returned):
+  -- without pidfds (Linux before 5.3, or a sandbox that refuses
+  -- pidfd_open), p:wait() with no timeout waits in a blocking waitpid(2)
+  -- (lua/unixipc/process.lua, Proc:wait), so inside a task every other
+  -- task stops until the child ends. With a timeout it naps, and the
+  -- others run. DESIGN, Cooperative calls: inside a task p:wait lets the
+  -- other tasks run.
+  local KNOWN7 = true -- remove with the fix: the test then asserts it
+  it("p:wait with no timeout inside a task lets the other tasks run when there are no pidfds", function()
+    local loop = require "unixipc.loop"
+    ipc._nopidfd(true)
+    finally(function() ipc._nopidfd(false) end)
+    local r, w = ipc.pipe()
+    -- the child ends when the other task has run (or, if it never runs,
+    -- after a while, so that a blocked loop ends too)
+    local p = assert(ipc.spawn(function()
+      w:close()
+      r:settimeout(S.slow(0.5))
+      r:read(1)
+    end))
+    r:close()
+    local ran, atwait = 0, nil
+    loop.spawn(function() p:wait(); atwait = ran end)
+    loop.spawn(function()
+      for _ = 1, 3 do loop.sleep(0.001); ran = ran + 1 end
+      w:write("x")
+    end)
+    assert(loop.run())
+    w:close()
+    p.chan:close()
+    if atwait == 0 and KNOWN7 then
+      pending("FOUND 7: without pidfds, p:wait() in a task blocks the loop in waitpid(2)")
+      return
+    end
+    assert.equal(3, atwait)
+  end)
 end)
