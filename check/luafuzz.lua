@@ -580,7 +580,11 @@ local function batch(seed, progress, tmp)
     pidfd = function() return { 0 } end, -- (tame picks the pid)
     eventfd = function(r) return { r:pick({ 0, 1, 0xffffffff }), { semaphore = r:bit(), nonblock = r:bit() } } end,
     memfd = function(r) return { "fuzz", { seal = r:bit() } } end,
-    ["memfd.seal"] = function(r) return { pick("memfd"), r:pick({ "write", "grow", "shrink", "seal", "future_write", "grow|shrink" }) } end,
+    ["memfd.seal"] = function(r) -- one to six seals at once
+      local t = { pick("memfd") }
+      for _ = 1, 1 + r:below(6) do t[#t + 1] = r:pick({ "write", "grow", "shrink", "seal", "future_write", "exec", "grow|shrink" }) end
+      return t
+    end,
     ["memfd.truncate"] = function(r) return { pick("memfd"), r:pick({ 0, 1, 4096, 1 << 20 }) } end,
     _memfdbody = function(r) return { pick("memfd"), r:pick({ 0, 11, 12, 1 << 20 }) } end,
     _sealedmemfd = function(r) return { "a", string.rep("b", r:pick({ 0, 1, 70000 })) } end,
@@ -694,10 +698,28 @@ local function runbatch(seed)
   end
   w:close()
   local last, buf, calls, hang = "start", "", 0, nil
-  local info = { broken = {} }
+  local info = { broken = {}, escapes = {} }
+  -- a signal from outside, read while the batch runs: the call in flight
+  -- (the last one announced) is named with it
+  local function watched()
+    while true do
+      local rec = watch:read(0)
+      if not rec then return end
+      if (rec.name == "INT" or rec.name == "TERM" or rec.name == "HUP") and rec.pid ~= pid then
+        print(("luafuzz: SIG%s from pid %d: stopping"):format(rec.name, rec.pid))
+        ipc.kill(pid, "KILL")
+        ipc.waitpid(pid)
+        os.exit(1)
+      end
+      info.escapes[#info.escapes + 1] = ("SIG%s reached the fuzzer's own process from pid %d (batch %d) during %s"):format(
+        rec.name, rec.pid, pid, last:match("^%d+ (.*)$") or last)
+    end
+  end
   while true do
-    local ready = ipc.poll({ [r] = "r" }, HANG)
-    if not ready[r] then hang = true; break end
+    local ready = ipc.poll({ [r] = "r", [watch] = "r" }, HANG)
+    if ready[watch] then watched() end
+    if not ready[r] and not ready[watch] then hang = true; break end
+    if not ready[r] then goto continue end
     local s = r:read(65536)
     if not s then break end
     buf = buf .. s
@@ -711,11 +733,12 @@ local function runbatch(seed)
         info.nmodule, info.ntargets = line:match("^targets (%d+) (%d+)")
       elseif line:match("^intasks ") then
         info.intasks = tonumber(line:match("%d+"))
-      else
+      elseif line ~= "done" then
         last = line
       end
     end
     buf = buf:match("[^\n]*$")
+    ::continue::
   end
   r:close()
   local how, code
@@ -757,16 +780,8 @@ local function runbatch(seed)
     verdict = "broken contract: " .. info.broken[1]
   end
   -- what reached this process from outside: nothing may
-  while true do
-    local rec = watch:read(0)
-    if not rec then break end
-    if (rec.name == "INT" or rec.name == "TERM" or rec.name == "HUP") and rec.pid ~= pid then
-      print(("luafuzz: SIG%s from pid %d: stopping"):format(rec.name, rec.pid))
-      os.exit(1)
-    end
-    verdict = ("escape: SIG%s reached the fuzzer's own process from pid %d (batch %d) after %s"):format(
-      rec.name, rec.pid, pid, lastcall)
-  end
+  watched()
+  if #info.escapes > 0 and (verdict == nil or verdict == "wait") then verdict = "escape: " .. info.escapes[1] end
   if verdict and verdict ~= "wait" then io.stderr:write(stderr:sub(-4000)) end
   return verdict, calls, last, info
 end

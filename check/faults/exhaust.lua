@@ -183,4 +183,21 @@ cases.popen_errpipe = function()
   check(c ~= nil and c:wait() == true, "a program can be run afterwards")
 end
 
+-- poll(2) failing under unixipc.loop: loop.run raises that failure, in
+-- the poll's own words, and the loop goes on afterwards
+cases.loop_poll = function()
+  local loop = require "unixipc.loop"
+  local r, w = ipc.pipe()
+  local got
+  loop.spawn(function() got = r:read(1) end)
+  mark()
+  local ok, err = pcall(loop.run, 5)
+  check(not ok and tostring(err):find("poll: " .. ipc.strerror(errno), 1, true) ~= nil,
+    "loop.run raises the failure of poll", ok, err)
+  w:write("x")
+  local again = loop.run(5)
+  check(again == true and got == "x", "the loop goes on afterwards", again, got)
+  r:close(); w:close()
+end
+
 F.run(cases, ...)
