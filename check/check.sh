@@ -4,7 +4,7 @@
 # fails instead under CHECK_STRICT=1, which .ci/run sets when it runs as
 # root and .ci/deps.sh could install the tools). Logs: build/check/*.log.
 #
-#   make check                      everything (about 5 minutes on 2 cores)
+#   make check                      everything (about 4 minutes on 2 cores)
 #   make check CHECK_PARTS="asan faults"     some parts
 #   FUZZ_SECONDS=300 LUAFUZZ_SECONDS=300 make check   longer fuzzing
 set -u

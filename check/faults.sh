@@ -44,6 +44,12 @@ eintr flock flock EINTR 3
 eintr fcntl fcntl EINTR 3
 eintr signal read EINTR 2
 eintr signal poll EINTR 2
+eintr pidfd_wait waitid EINTR 3
+eintr spawn_wait waitid EINTR 3
+eintr popen_wait waitid EINTR 3
+eintr eventfd read EINTR 3
+eintr eventfd_sem read EINTR 3
+eintr loop_poll poll EINTR 3
 exhaust socket socket EMFILE 1
 exhaust socket socket ENFILE 1
 exhaust socket socket ENOMEM 1
@@ -66,6 +72,29 @@ exhaust openat openat ENFILE 1
 exhaust openat openat ENOMEM 1
 exhaust recvmsg recvmsg EMFILE 1
 exhaust recvmsg recvmsg ENOMEM 1
+exhaust pidfd_open pidfd_open EMFILE 1
+exhaust pidfd_open pidfd_open ENFILE 1
+exhaust pidfd_open pidfd_open ENOMEM 1
+exhaust pidfd_fallback pidfd_open EMFILE 1
+exhaust eventfd2 eventfd2 EMFILE 1
+exhaust eventfd2 eventfd2 ENFILE 1
+exhaust eventfd2 eventfd2 ENOMEM 1
+exhaust memfd_create memfd_create EMFILE 1
+exhaust memfd_create memfd_create ENFILE 1
+exhaust memfd_create memfd_create ENOMEM 1
+exhaust channel_memfd memfd_create EMFILE 1
+exhaust channel_memfd memfd_create ENOMEM 1
+exhaust popen_clone clone EAGAIN 1
+exhaust popen_clone clone ENOMEM 1
+exhaust spawn_fork clone EAGAIN 1
+exhaust spawn_fork clone ENOMEM 1
+exhaust popen_pipe pipe2 EMFILE 1
+exhaust popen_pipe pipe2 ENFILE 1
+exhaust popen_pipe pipe2 ENOMEM 1
+exhaust popen_errpipe pipe2 EMFILE 1
+exhaust popen_errpipe pipe2 ENFILE 1
+exhaust popen_errpipe pipe2 ENOMEM 1
+exhaust loop_poll poll ENOMEM 1 bug8
 "
 cases=0; injected=0; checks=0; failed=0
 known_seen=0

@@ -1,32 +1,59 @@
--- check/soak.lua (make soak, not run by CI): the prefork server under load.
+-- check/soak.lua (make soak, not run by CI): the prefork server under load,
+-- in two phases, each with its own server.run{} process on loopback
+-- (shared listener, accept lock):
 --
--- A server.run{} process (shared listener, accept lock, SOAK_WORKERS
--- workers, default 16) on loopback; SOAK_CLIENTS (200) concurrent clients
--- in SOAK_PROCS (4) client processes, each client a non-blocking state
--- machine that connects, makes 1 to 8 requests on the connection
--- ("PING id" -> "PONG id", after the worker's "HELLO pid" greeting) and
--- starts over, for SOAK_SECONDS (20). Halfway, one worker is killed with
--- SIGKILL. The part fails when
+--   prefork    SOAK_WORKERS (16) classic workers (concurrency 1) and
+--              SOAK_CLIENTS (200) concurrent clients, each a non-blocking
+--              state machine that connects, makes 1 to 8 requests on the
+--              connection ("PING id" -> "PONG id", after the worker's
+--              "HELLO pid" greeting) and starts over;
+--   keepalive  SOAK_KA_WORKERS (2) workers with concurrency
+--              SOAK_KA_CONCURRENCY (1024), holding SOAK_KA_CLIENTS (2000)
+--              keep-alive clients: each keeps its connection for the whole
+--              phase and makes a request every 0 to 200 ms on it.
+--
+-- Clients run in SOAK_PROCS (4) client processes, for SOAK_SECONDS (20)
+-- per phase (SOAK_PHASES="prefork keepalive" picks). Halfway, one worker
+-- is killed with SIGKILL. A phase fails when
 --   - a request fails (reset, early end, wrong answer, no answer in 10 s)
---     other than on the one connection the killed worker held (a worker
---     serves one connection at a time);
+--     other than on the connections the killed worker held (one for a
+--     classic worker, all of its tasks' for a worker with concurrency),
+--     or more requests are lost with it than it held connections;
 --   - the killed worker is not replaced;
 --   - the master or a worker that lived through the soak holds more
 --     descriptors afterwards, or grew its VmRSS by more than
---     SOAK_RSS_SLACK_KB (default 1024: allocator noise, not a leak).
+--     SOAK_RSS_SLACK_KB (default 1024 for prefork, 4096 for keepalive,
+--     whose workers run a thousand tasks: allocator noise, not a leak).
 -- Descriptors and VmRSS are read from /proc when the server is idle:
--- after a warm-up round and after the soak.
+-- after a warm-up round and after the soak. The keepalive phase needs
+-- about 2,100 descriptors per worker: `make soak` raises the soft limit.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = (os.getenv("UNIXIPC_BUILD") or "build") .. "/?.so;" .. package.cpath
 local ipc = require "unixipc"
 local server = require "unixipc.server"
 
-local CLIENTS = tonumber(os.getenv("SOAK_CLIENTS")) or 200
 local PROCS = tonumber(os.getenv("SOAK_PROCS")) or 4
-local WORKERS = tonumber(os.getenv("SOAK_WORKERS")) or 16
 local SECONDS = tonumber(os.getenv("SOAK_SECONDS")) or 20
-local SLACK = tonumber(os.getenv("SOAK_RSS_SLACK_KB")) or 1024
 local REQTIMEOUT = 10
+
+local PHASES = {
+  prefork = {
+    workers = tonumber(os.getenv("SOAK_WORKERS")) or 16, concurrency = 1,
+    clients = tonumber(os.getenv("SOAK_CLIENTS")) or 200, keepalive = false,
+    slack = tonumber(os.getenv("SOAK_RSS_SLACK_KB")) or 1024,
+  },
+  keepalive = {
+    workers = tonumber(os.getenv("SOAK_KA_WORKERS")) or 2,
+    concurrency = tonumber(os.getenv("SOAK_KA_CONCURRENCY")) or 1024,
+    clients = tonumber(os.getenv("SOAK_KA_CLIENTS")) or 2000, keepalive = true, think = 0.2,
+    slack = tonumber(os.getenv("SOAK_RSS_SLACK_KB")) or 4096,
+  },
+}
+local ORDER = {}
+for name in (os.getenv("SOAK_PHASES") or "prefork keepalive"):gmatch("%S+") do
+  assert(PHASES[name], "SOAK_PHASES: unknown phase " .. name)
+  ORDER[#ORDER + 1] = name
+end
 
 local function child(fn)
   local pid = assert(ipc.fork())
@@ -60,22 +87,26 @@ local function handler(conn)
   end
 end
 
-local info_r, info_w = ipc.pipe()
-local master = child(function()
-  info_r:close()
-  local summary = server.run {
-    listen = "127.0.0.1:0", workers = WORKERS, backlog = 1024, handler = handler, grace = 2,
-    log = function(msg) io.stderr:write("soak server: ", msg, "\n") end,
-    ready = function(info) info_w:write(("port %d\n"):format(info.port)) end,
-  }
-  info_w:write(("summary spawned=%d respawned=%d crashed=%d\n"):format(
-    summary.spawned, summary.respawned, summary.crashed))
+-- the server of a phase: its master's pid, the pipe it reports on, its address
+local function startserver(ph)
+  local info_r, info_w = ipc.pipe()
+  local master = child(function()
+    info_r:close()
+    local summary = server.run {
+      listen = "127.0.0.1:0", workers = ph.workers, concurrency = ph.concurrency, backlog = 4096,
+      handler = handler, grace = 2,
+      log = function(msg) io.stderr:write("soak server: ", msg, "\n") end,
+      ready = function(info) info_w:write(("port %d\n"):format(info.port)) end,
+    }
+    info_w:write(("summary spawned=%d respawned=%d crashed=%d\n"):format(
+      summary.spawned, summary.respawned, summary.crashed))
+    info_w:close()
+  end)
   info_w:close()
-end)
-info_w:close()
-local line = assert(info_r:read(100), "the server did not start")
-local port = assert(tonumber(line:match("port (%d+)")), line)
-local addr = "127.0.0.1:" .. port
+  local line = assert(info_r:read(100), "the server did not start")
+  local port = assert(tonumber(line:match("port (%d+)")), line)
+  return master, info_r, "127.0.0.1:" .. port
+end
 
 -- ---- /proc ---------------------------------------------------------------------
 
@@ -94,7 +125,7 @@ local function rss(pid)
   return kb
 end
 
-local function workers()
+local function workers(master)
   local f = io.open(("/proc/%d/task/%d/children"):format(master, master))
   local list = {}
   if f then
@@ -105,17 +136,19 @@ local function workers()
   return list
 end
 
-local function snapshot()
+local function snapshot(master)
   local s = { master = { fds = nfds(master), rss = rss(master) }, workers = {} }
-  for _, pid in ipairs(workers()) do s.workers[pid] = { fds = nfds(pid), rss = rss(pid) } end
+  for _, pid in ipairs(workers(master)) do s.workers[pid] = { fds = nfds(pid), rss = rss(pid) } end
   return s
 end
 
 -- ---- the clients -----------------------------------------------------------
 
 -- one client process: n concurrent connections until the deadline; writes
--- "stats ok failed conns" and one "failed pid reason" line per failure
-local function clients(n, deadline, out, tag)
+-- "stats ok failed conns" and one "failed pid pending reason" line per
+-- failure. A keep-alive client keeps its connection (and makes a request
+-- every 0 to think seconds); the others make 1 to 8 requests and start over.
+local function clients(addr, ph, n, deadline, out, tag)
   local slots, ok, failed, conns = {}, 0, 0, 0
   local fails = {}
   local seq = 0
@@ -125,32 +158,38 @@ local function clients(n, deadline, out, tag)
     slot.sock:close()
     slot.sock = nil
   end
+  local function send(slot)
+    seq = seq + 1
+    slot.pending = ("%s-%d"):format(tag, seq)
+    slot.since, slot.nextat = ipc.monotime(), nil
+    local r, msg = slot.sock:send("PING " .. slot.pending .. "\n")
+    if not r then fail(slot, "send: " .. tostring(msg)) end
+  end
   local function start(slot)
     local s = assert(ipc.socket("inet", "stream", { nonblock = true }))
     local r, msg, err = s:connect(addr)
-    slot.sock, slot.buf, slot.pid, slot.left = s, "", nil, math.random(1, 8)
+    slot.sock, slot.buf, slot.pid, slot.nextat = s, "", nil, nil
+    slot.left = ph.keepalive and math.huge or math.random(1, 8)
     slot.connecting = not r and err == ipc.errno.EINPROGRESS
     if not r and not slot.connecting then fail(slot, "connect: " .. tostring(msg)); return end
     conns = conns + 1
     slot.pending, slot.since = nil, ipc.monotime()
-  end
-  local function send(slot)
-    seq = seq + 1
-    slot.pending = ("%s-%d"):format(tag, seq)
-    slot.since = ipc.monotime()
-    local r, msg = slot.sock:send("PING " .. slot.pending .. "\n")
-    if not r then fail(slot, "send: " .. tostring(msg)) end
+    if not slot.connecting then send(slot) end
   end
   for i = 1, n do slots[i] = {}; start(slots[i]) end
-  for _, slot in ipairs(slots) do if slot.sock and not slot.connecting then send(slot) end end
   while ipc.monotime() < deadline do
     local set = {}
+    local now = ipc.monotime()
+    local wake = 0.2
     for _, slot in ipairs(slots) do
-      if not slot.sock then start(slot); if slot.sock and not slot.connecting then send(slot) end end
+      if not slot.sock then start(slot) end
+      if slot.sock and slot.nextat and not slot.connecting then
+        if slot.nextat <= now then send(slot) else wake = math.min(wake, slot.nextat - now) end
+      end
       if slot.sock then set[slot.sock] = slot.connecting and "w" or "r" end
     end
-    local ready = ipc.poll(set, 0.2)
-    local now = ipc.monotime()
+    local ready = ipc.poll(set, wake)
+    now = ipc.monotime()
     for _, slot in ipairs(slots) do
       local s = slot.sock
       if s and ready[s] then
@@ -175,14 +214,16 @@ local function clients(n, deadline, out, tag)
                 ok = ok + 1
                 slot.pending = nil
                 slot.left = slot.left - 1
-                if slot.left == 0 then s:close(); slot.sock = nil else send(slot) end
+                if slot.left == 0 then s:close(); slot.sock = nil
+                elseif ph.think then slot.nextat, slot.since = now + math.random() * ph.think, now
+                else send(slot) end
               else
                 fail(slot, "wrong answer: " .. l)
               end
             end
           end
         end
-      elseif s and now - slot.since > REQTIMEOUT then
+      elseif s and (slot.pending or slot.connecting) and now - slot.since > REQTIMEOUT then
         fail(slot, "no answer in " .. REQTIMEOUT .. " s")
       end
     end
@@ -190,19 +231,19 @@ local function clients(n, deadline, out, tag)
   for _, slot in ipairs(slots) do if slot.sock then slot.sock:close() end end
   -- requests cut by the deadline are not failures
   out:write(("stats %d %d %d\n"):format(ok, failed, conns))
-  for _, f in ipairs(fails) do out:write(f, "\n") end
+  for _, f in ipairs(fails) do out:write(f .. "\n") end
 end
 
-local function load(seconds, tagbase)
+local function load(addr, ph, seconds, tagbase)
   local deadline = ipc.monotime() + seconds
   local pipes, pids = {}, {}
   for p = 1, PROCS do
     local r, w = ipc.pipe()
-    local n = CLIENTS // PROCS + (p <= CLIENTS % PROCS and 1 or 0)
+    local n = ph.clients // PROCS + (p <= ph.clients % PROCS and 1 or 0)
     pids[p] = child(function()
       r:close()
       math.randomseed(p)
-      clients(n, deadline, w, tagbase .. p)
+      clients(addr, ph, n, deadline, w, tagbase .. p)
       w:close()
     end)
     w:close()
@@ -234,97 +275,130 @@ local function collect(pids, pipes)
   return total
 end
 
--- ---- the run ---------------------------------------------------------------------
+-- ---- a phase -------------------------------------------------------------------
 
-local function stop()
+local problems = {}
+
+local function phase(name, ph)
+  local say = function(fmt, ...) print(("soak %s: " .. fmt):format(name, ...)) end
+  local function problem(fmt, ...) problems[#problems + 1] = name .. ": " .. fmt:format(...) end
+  local master, info_r, addr = startserver(ph)
+  local ok, err = pcall(function()
+    -- warm-up: every worker has served, lazy allocations are done
+    local wp, wr = load(addr, ph, 3, "w")
+    collect(wp, wr)
+    ipc.sleep(0.5)
+    local before = snapshot(master)
+    local nworkers = #workers(master)
+    if nworkers ~= ph.workers then problem("%d workers up, not %d", nworkers, ph.workers) end
+
+    local t0 = ipc.monotime()
+    local pids, pipes = load(addr, ph, SECONDS, "s")
+    -- halfway: one worker gets SIGKILL
+    ipc.sleep(SECONDS / 2)
+    local victims = workers(master)
+    local victim = victims[math.random(#victims)]
+    local held = nfds(victim) - before.workers[victim].fds -- its connections, about
+    local holding = 0 -- connections the workers hold now, about
+    for _, pid in ipairs(victims) do holding = holding + nfds(pid) - (before.workers[pid] or { fds = 0 }).fds end
+    say("at %.1f s the workers hold %d connections", ipc.monotime() - t0, holding)
+    if ph.keepalive and holding < ph.clients then problem("only %d of %d keep-alive clients held at once", holding, ph.clients) end
+    ipc.kill(victim, "KILL")
+    local killedat = ipc.monotime() - t0
+    local replaced, replacement
+    local deadline = ipc.monotime() + 5
+    repeat
+      ipc.sleep(0.02)
+      local now = workers(master)
+      local present = false
+      for _, pid in ipairs(now) do if pid == victim then present = true end end
+      if not present and #now == ph.workers then
+        replaced = ipc.monotime() - t0 - killedat
+        for _, pid in ipairs(now) do if not before.workers[pid] then replacement = pid end end
+      end
+    until replaced or ipc.monotime() > deadline
+    local total = collect(pids, pipes)
+    local elapsed = ipc.monotime() - t0
+    ipc.sleep(0.5)
+    local after = snapshot(master)
+
+    -- failures: only the killed worker's connections may lose a request,
+    -- at most one each
+    local own, ownconns, others = 0, 0, {}
+    for _, f in ipairs(total.fails) do
+      local pid, n, why = f:match("^failed (%S+) (%d+) (.*)$")
+      if pid == tostring(victim) or pid == "none" then own, ownconns = own + tonumber(n), ownconns + 1
+      else others[#others + 1] = f end
+      if pid == "none" then say("a connection failed before its greeting (%s)", why) end
+    end
+    say("%d workers, concurrency %d, %d %sclients for %.1f s: %d requests (%.0f/s) over %d connections, %d failed",
+      ph.workers, ph.concurrency, ph.clients, ph.keepalive and "keep-alive " or "", elapsed, total.ok,
+      total.ok / elapsed, total.conns, total.failed)
+    say("worker %d (about %d connections) killed (SIGKILL) at %.1f s; %s; %d connection(s) of its own failed, %d request(s) lost with them, %d failures elsewhere",
+      victim, held, killedat, replaced and ("replaced by %s in %.2f s"):format(tostring(replacement), replaced) or "NOT replaced",
+      ownconns, own, #others)
+    for i, f in ipairs(others) do if i <= 20 then say("  %s", f) end end
+    if #others > 0 then problem("%d failures beyond the killed worker's connections", #others) end
+    if own > ownconns then problem("%d requests lost over %d connections of the killed worker", own, ownconns) end
+    if ph.concurrency == 1 and own > 1 then problem("%d requests lost with one classic worker (it serves one connection)", own) end
+    if not replaced then problem("the killed worker was not replaced") end
+    if total.ok == 0 then problem("no request succeeded") end
+
+    say("master fds %d -> %d, VmRSS %d -> %d KiB", before.master.fds, after.master.fds,
+      before.master.rss, after.master.rss)
+    if after.master.fds > before.master.fds then problem("the master holds more descriptors") end
+    if after.master.rss - before.master.rss > ph.slack then problem("the master's VmRSS grew by %d KiB", after.master.rss - before.master.rss) end
+    local n, maxgrow, fdsb, fdsa = 0, -math.huge, {}, {}
+    for pid, b in pairs(before.workers) do
+      local a = after.workers[pid]
+      if a then
+        n = n + 1
+        fdsb[b.fds] = true
+        fdsa[a.fds] = true
+        if a.rss - b.rss > maxgrow then maxgrow = a.rss - b.rss end
+        if a.fds > b.fds then problem("worker %d holds %d descriptors, had %d", pid, a.fds, b.fds) end
+        if a.rss - b.rss > ph.slack then problem("worker %d grew by %d KiB", pid, a.rss - b.rss) end
+      end
+    end
+    local function keys(t) local l = {} for k in pairs(t) do l[#l + 1] = k end table.sort(l) return table.concat(l, "/") end
+    local rsss = {}
+    for _, w in pairs(after.workers) do rsss[#rsss + 1] = w.rss end
+    table.sort(rsss)
+    say("%d workers lived through it: fds %s -> %s, largest VmRSS growth %d KiB (slack %d); worker VmRSS now %s KiB",
+      n, keys(fdsb), keys(fdsa), maxgrow, ph.slack, table.concat(rsss, "/"))
+    if replacement and after.workers[replacement] then
+      say("the replacement holds %d descriptors, VmRSS %d KiB", after.workers[replacement].fds,
+        after.workers[replacement].rss)
+    end
+  end)
   ipc.kill(master, "TERM")
   local summary = info_r:read(200) or ""
   info_r:close()
   local _, how, code = ipc.waitpid(master)
-  return summary, how, code
+  say("server %s, ended %s %s", summary:match("summary ([^\n]*)") or "gave no summary", tostring(how), tostring(code))
+  if not ok then problems[#problems + 1] = name .. ": soak error: " .. tostring(err) end
 end
 
-local problems = {}
-local ok, err = pcall(function()
-  -- warm-up: every worker has served, lazy allocations are done
-  local wp, wr = load(2, "w")
-  collect(wp, wr)
-  ipc.sleep(0.5)
-  local before = snapshot()
-  local nworkers = #workers()
-  if nworkers ~= WORKERS then problems[#problems + 1] = ("%d workers up, not %d"):format(nworkers, WORKERS) end
+-- ---- the run ---------------------------------------------------------------------
 
-  local t0 = ipc.monotime()
-  local pids, pipes = load(SECONDS, "s")
-  -- halfway: one worker gets SIGKILL
-  ipc.sleep(SECONDS / 2)
-  local victims = workers()
-  local victim = victims[math.random(#victims)]
-  ipc.kill(victim, "KILL")
-  local killedat = ipc.monotime() - t0
-  local replaced, replacement
-  local deadline = ipc.monotime() + 5
-  repeat
-    ipc.sleep(0.02)
-    local now = workers()
-    local present = false
-    for _, pid in ipairs(now) do if pid == victim then present = true end end
-    if not present and #now == WORKERS then
-      replaced = ipc.monotime() - t0 - killedat
-      for _, pid in ipairs(now) do if not before.workers[pid] then replacement = pid end end
-    end
-  until replaced or ipc.monotime() > deadline
-  local total = collect(pids, pipes)
-  local elapsed = ipc.monotime() - t0
-  ipc.sleep(0.5)
-  local after = snapshot()
+local function fdlimit()
+  local p = io.popen("ulimit -n")
+  local n = tonumber(p:read("l"))
+  p:close()
+  return n
+end
 
-  -- failures: only the killed worker's connection may lose a request
-  local own, others = 0, {}
-  for _, f in ipairs(total.fails) do
-    local pid, n, why = f:match("^failed (%S+) (%d+) (.*)$")
-    if pid == tostring(victim) or pid == "none" then own = own + tonumber(n)
-    else others[#others + 1] = f end
-    if pid == "none" then print("soak: a connection failed before its greeting (" .. why .. ")") end
+for _, name in ipairs(ORDER) do
+  local ph = PHASES[name]
+  local need = ph.concurrency * 1 + 64
+  local lim = fdlimit()
+  if ph.concurrency > 1 and lim and lim < need then
+    problems[#problems + 1] = ("%s: RLIMIT_NOFILE is %d, a worker needs about %d (ulimit -n %d)"):format(
+      name, lim, need, need * 2)
+  else
+    phase(name, ph)
   end
-  print(("soak: %d clients for %.1f s: %d requests (%.0f/s) over %d connections, %d failed"):format(
-    CLIENTS, elapsed, total.ok, total.ok / elapsed, total.conns, total.failed))
-  print(("soak: worker %d killed (SIGKILL) at %.1f s; %s; %d connection(s) of its own failed, %d request(s) lost with it, %d failures elsewhere"):format(
-    victim, killedat, replaced and ("replaced by %s in %.2f s"):format(tostring(replacement), replaced) or "NOT replaced",
-    #total.fails - #others, own, #others))
-  for _, f in ipairs(others) do print("soak:   " .. f) end
-  if #others > 0 then problems[#problems + 1] = #others .. " failures beyond the killed worker's connection" end
-  if own > 1 then problems[#problems + 1] = own .. " requests lost with one worker (it serves one connection)" end
-  if not replaced then problems[#problems + 1] = "the killed worker was not replaced" end
-  if total.ok == 0 then problems[#problems + 1] = "no request succeeded" end
-
-  print(("soak: master fds %d -> %d, VmRSS %d -> %d KiB"):format(before.master.fds, after.master.fds,
-    before.master.rss, after.master.rss))
-  if after.master.fds > before.master.fds then problems[#problems + 1] = "the master holds more descriptors" end
-  if after.master.rss - before.master.rss > SLACK then problems[#problems + 1] = "the master's VmRSS grew" end
-  local n, maxgrow, fdsb, fdsa = 0, -math.huge, {}, {}
-  for pid, b in pairs(before.workers) do
-    local a = after.workers[pid]
-    if a then
-      n = n + 1
-      fdsb[b.fds] = true
-      fdsa[a.fds] = true
-      if a.rss - b.rss > maxgrow then maxgrow = a.rss - b.rss end
-      if a.fds > b.fds then problems[#problems + 1] = ("worker %d holds %d descriptors, had %d"):format(pid, a.fds, b.fds) end
-      if a.rss - b.rss > SLACK then problems[#problems + 1] = ("worker %d grew by %d KiB"):format(pid, a.rss - b.rss) end
-    end
-  end
-  local function keys(t) local l = {} for k in pairs(t) do l[#l + 1] = k end table.sort(l) return table.concat(l, "/") end
-  print(("soak: %d workers lived through it: fds %s -> %s, largest VmRSS growth %d KiB (slack %d)"):format(
-    n, keys(fdsb), keys(fdsa), maxgrow, SLACK))
-  if replacement and after.workers[replacement] then
-    print(("soak: the replacement holds %d descriptors, VmRSS %d KiB"):format(
-      after.workers[replacement].fds, after.workers[replacement].rss))
-  end
-end)
-local summary, how, code = stop()
-print("soak: server " .. (summary:match("summary ([^\n]*)") or "gave no summary") .. ", ended " .. tostring(how) .. " " .. tostring(code))
-if not ok then problems[#problems + 1] = "soak error: " .. tostring(err) end
+end
 if #problems > 0 then
   for _, p in ipairs(problems) do print("soak: FAIL: " .. p) end
   os.exit(1)

@@ -120,4 +120,111 @@ describe("found by make check", function()
     a:close()
     b:close()
   end)
+
+  -- FOUND 6 (make luafuzz: exec.missing changed the descriptor table): an
+  -- exec whose opts have fds and a cwd that cannot be entered fails at
+  -- chdir, before the descriptor plan has run; the undo then closes
+  -- p->moved[i] for every entry, an array nothing has filled yet
+  -- (csrc/exec.c, undoexec after a failed chdir in ipc_exec). The caller
+  -- loses whatever descriptor the uninitialised memory names: often 0.
+  -- Run in a child: it may close any descriptor of the process.
+  local KNOWN6 = true -- remove with the fix: the test then asserts it
+  it("exec with fds and a cwd it cannot enter leaves every descriptor as it was", function()
+    local r, w = ipc.pipe()
+    local code = S.run(function()
+      r:close()
+      local before = ipc._openfds()
+      for _ = 1, 50 do
+        local ok, msg = ipc.exec("/nonexistent/program", {}, nil,
+          { fds = { [0] = 1, [1] = 0, [2] = 2 }, cwd = "/nonexistent-dir" })
+        assert(ok == nil and msg:match("^chdir "), msg)
+        local after = ipc._openfds()
+        for fd, target in pairs(before) do
+          if after[fd] ~= target then
+            w:write(("fd %d (%s) closed"):format(fd, target))
+            return 1
+          end
+        end
+      end
+      return 0
+    end)
+    w:close()
+    local what = r:read(200)
+    r:close()
+    if code == 1 and KNOWN6 then
+      pending("FOUND 6: exec with fds and a failing cwd closes a descriptor it never moved: " .. tostring(what))
+      return
+    end
+    assert.equal(0, code, what)
+  end)
+
+  -- FOUND 7 (make valgrind: Valgrind 3.19 has no pidfd_open, so the module
+  -- runs its fallback there, and "p:wait inside a task" never returned):
+  -- without pidfds (Linux before 5.3, or a sandbox that refuses
+  -- pidfd_open), p:wait() with no timeout waits in a blocking waitpid(2)
+  -- (lua/unixipc/process.lua, Proc:wait), so inside a task every other
+  -- task stops until the child ends. With a timeout it naps, and the
+  -- others run. DESIGN, Cooperative calls: inside a task p:wait lets the
+  -- other tasks run.
+  local KNOWN7 = true -- remove with the fix: the test then asserts it
+  it("p:wait with no timeout inside a task lets the other tasks run when there are no pidfds", function()
+    local loop = require "unixipc.loop"
+    ipc._nopidfd(true)
+    finally(function() ipc._nopidfd(false) end)
+    local r, w = ipc.pipe()
+    -- the child ends when the other task has run (or, if it never runs,
+    -- after a while, so that a blocked loop ends too)
+    local p = assert(ipc.spawn(function()
+      w:close()
+      r:settimeout(S.slow(0.5))
+      r:read(1)
+    end))
+    r:close()
+    local ran, atwait = 0, nil
+    loop.spawn(function() p:wait(); atwait = ran end)
+    loop.spawn(function()
+      for _ = 1, 3 do loop.sleep(0.001); ran = ran + 1 end
+      w:write("x")
+    end)
+    assert(loop.run())
+    w:close()
+    p.chan:close()
+    if atwait == 0 and KNOWN7 then
+      pending("FOUND 7: without pidfds, p:wait() in a task blocks the loop in waitpid(2)")
+      return
+    end
+    assert.equal(3, atwait)
+  end)
+
+  -- FOUND 8 (make faults, ENOMEM injected into the poll of unixipc.loop,
+  -- while checking a planted bug): the loop does not look at what its
+  -- pollset's wait returns (lua/unixipc/loop.lua, poll()), so a poll(2)
+  -- that fails reaches the caller of loop.run as "bad argument #1 to 'for
+  -- iterator' (table expected, got nil)" from inside the loop, instead of
+  -- the failure itself ("poll: Cannot allocate memory").
+  local KNOWN8 = true -- remove with the fix: the test then asserts it
+  it("loop.run raises a failed poll(2) in the poll's own words", function()
+    if not S.have("strace") or os.execute("strace -qq -o /dev/null true 2>/dev/null") ~= true then
+      pending("no strace that can trace here: ENOMEM cannot be injected")
+      return
+    end
+    local src = [[
+      local ipc = require "unixipc"
+      local loop = require "unixipc.loop"
+      local r, w = ipc.pipe()
+      loop.spawn(function() return r:read(1) end)
+      print(select(2, pcall(loop.run, 5)))
+    ]]
+    -- (LeakSanitizer cannot run under ptrace: off for this one, under make asan)
+    local p = io.popen(("ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" LUA_PATH='lua/?.lua;;' LUA_CPATH=%s strace -qq -o /dev/null -e trace=poll " ..
+      "-e inject=poll:error=ENOMEM:when=1 lua5.4 -e %s 2>&1"):format(
+      S.quote(os.getenv("LUA_CPATH") or "build/?.so;;"), S.quote(src)))
+    local out = p:read("a")
+    p:close()
+    if KNOWN8 and out:find("for iterator", 1, true) then
+      pending("FOUND 8: a failed poll(2) in unixipc.loop surfaces as: " .. out:gsub("\n$", ""))
+      return
+    end
+    assert.matches("poll: " .. ipc.strerror(ipc.errno.ENOMEM), out, 1, true)
+  end)
 end)

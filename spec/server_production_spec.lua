@@ -114,7 +114,8 @@ describe("server.run in production", function()
       local p = launch(("systemd-socket-activate -l 127.0.0.1:%d -l %s --fdname=web:local "
         .. "-E LUA_PATH -E LUA_CPATH -E ASAN_OPTIONS -E LSAN_OPTIONS -E UBSAN_OPTIONS %s 2>%s/log"):format(port, path, example("--workers 2"), dir))
       -- the first connection makes systemd-socket-activate execute the server
-      local out, ok = curl(("http://127.0.0.1:%d/"):format(port))
+      -- (curl retries while it is not listening yet: launch does not wait)
+      local out, ok = curl(("--retry 20 --retry-connrefused --retry-delay 1 http://127.0.0.1:%d/"):format(port))
       assert.is_true(ok, out)
       assert.matches("^hello from pid %d+ %(master " .. p.pid .. "%)\n$", out)
       out, ok = curl(("--unix-socket %s http://localhost/"):format(path))

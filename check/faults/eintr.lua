@@ -218,4 +218,71 @@ cases.signal = function() -- read(2) on the bridge, and the poll it waits in
   check(reap(pid), "the sender finished")
 end
 
+-- waitid(P_PIDFD) under the waits on a process: a handle's, spawn's and
+-- popen's (each retries waitid and the poll it waits in)
+cases.pidfd_wait = function()
+  local pid = later(0.05, function() ipc._exit(7) end)
+  local h = assert(ipc.pidfd(pid))
+  mark()
+  local ok, how, code = h:wait()
+  check(ok == nil and how == "exit" and code == 7, "h:wait returns the child's status", ok, how, code)
+  h:close()
+  local again, _, err = ipc.waitpid(pid, "nohang")
+  check(again == nil and err == ipc.errno.ECHILD, "and the child was reaped by it", again, err)
+end
+
+cases.spawn_wait = function()
+  local p = assert(ipc.spawn(function() ipc.sleep(0.05) end))
+  mark()
+  local ok, how, code = p:wait()
+  check(ok == true and how == "exit" and code == 0, "p:wait returns the child's status", ok, how, code)
+  p.chan:close()
+end
+
+cases.popen_wait = function()
+  local c = assert(ipc.popen({ "sh", "-c", "sleep 0.05; exit 3" }))
+  mark()
+  local ok, how, code = c:wait()
+  check(ok == nil and how == "exit" and code == 3, "c:wait returns the program's status", ok, how, code)
+end
+
+-- read(2) on a blocking eventfd: take waits in the read itself
+cases.eventfd = function()
+  local e = assert(ipc.eventfd())
+  local pid = later(0.05, function() e:add(5) end)
+  mark()
+  local n, msg = e:take()
+  check(n == 5, "take returns the count the other process added", n, msg)
+  e:close()
+  check(reap(pid), "the adder finished")
+end
+
+cases.eventfd_sem = function()
+  local e = assert(ipc.eventfd(0, { semaphore = true }))
+  local pid = later(0.05, function() e:add(2) end)
+  mark()
+  local n1, n2 = e:take(), e:take()
+  check(n1 == 1 and n2 == 1, "semaphore mode takes one at a time", n1, n2)
+  e:close()
+  check(reap(pid), "the adder finished")
+end
+
+-- a task waiting in unixipc.loop: the loop's poll(2) is interrupted, the
+-- loop goes on, the task and the others get what they wait for
+cases.loop_poll = function()
+  local loop = require "unixipc.loop"
+  local r, w = ipc.pipe()
+  local got, naps = nil, 0
+  loop.spawn(function() got = r:read(10) end)
+  loop.spawn(function() for _ = 1, 3 do loop.sleep(0.01); naps = naps + 1 end end)
+  local pid = later(0.05, function() w:write("wake") end)
+  mark()
+  local ok, msg = loop.run(5)
+  check(ok == true, "loop.run ends once its tasks are done", ok, msg)
+  check(got == "wake", "the task waiting on the pipe gets the data", got)
+  check(naps == 3, "the sleeping task ran its course", naps)
+  r:close(); w:close()
+  check(reap(pid), "the writer finished")
+end
+
 F.run(cases, ...)
