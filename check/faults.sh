@@ -94,7 +94,7 @@ exhaust popen_pipe pipe2 ENOMEM 1
 exhaust popen_errpipe pipe2 EMFILE 1
 exhaust popen_errpipe pipe2 ENFILE 1
 exhaust popen_errpipe pipe2 ENOMEM 1
-exhaust loop_poll poll ENOMEM 1 bug8
+exhaust loop_poll poll ENOMEM 1
 "
 cases=0; injected=0; checks=0; failed=0
 known_seen=0

@@ -451,13 +451,6 @@ local function batch(seed, progress, tmp)
       if type(argv[4]) == "table" and getmetatable(argv[4]) == nil then argv[4].pdeathsig = "KILL" end
     elseif name == "exec.missing" then
       argv[1] = tmp .. "/missing/program"
-      -- KNOWN BUG 6 (spec/hardening_found_spec.lua): a cwd that cannot be
-      -- entered, with fds, closes descriptors the plan never moved. Held
-      -- back here until csrc/exec.c is fixed: remove with the fix.
-      local o = argv[4]
-      if type(o) == "table" and getmetatable(o) == nil and o.fds ~= nil and type(o.cwd) == "string" then
-        o.cwd = tmp
-      end
     elseif name == "spawn" then
       if type(argv[1]) == "table" and getmetatable(argv[1]) == nil and r:bit() then
         argv[1][1] = r:pick({ function() end, function() error("in the child") end })

@@ -51,7 +51,7 @@ PIDFD=(
   "ipc.pidfd h:wait inside a task hands its wait to the scheduler and runs again"
   "ipc.pidfd a handle crosses a channel and is still a handle"
   "ipc.pidfd rejects bad arguments"
-  # (without pidfds this one blocks the loop: FOUND 7, spec/hardening_found_spec.lua)
+  # (without pidfds p:wait naps; this test's driver does not wait the naps out)
   "p:wait inside a task hands its wait to the scheduler"
   "p:pidfd() is a handle the caller owns; refused once the child is reaped"
   "peercred().pidfd is opened when read, names the peer, and is the caller's"

@@ -128,7 +128,6 @@ describe("found by make check", function()
   -- (csrc/exec.c, undoexec after a failed chdir in ipc_exec). The caller
   -- loses whatever descriptor the uninitialised memory names: often 0.
   -- Run in a child: it may close any descriptor of the process.
-  local KNOWN6 = true -- remove with the fix: the test then asserts it
   it("exec with fds and a cwd it cannot enter leaves every descriptor as it was", function()
     local r, w = ipc.pipe()
     local code = S.run(function()
@@ -151,10 +150,6 @@ describe("found by make check", function()
     w:close()
     local what = r:read(200)
     r:close()
-    if code == 1 and KNOWN6 then
-      pending("FOUND 6: exec with fds and a failing cwd closes a descriptor it never moved: " .. tostring(what))
-      return
-    end
     assert.equal(0, code, what)
   end)
 
@@ -166,7 +161,6 @@ describe("found by make check", function()
   -- task stops until the child ends. With a timeout it naps, and the
   -- others run. DESIGN, Cooperative calls: inside a task p:wait lets the
   -- other tasks run.
-  local KNOWN7 = true -- remove with the fix: the test then asserts it
   it("p:wait with no timeout inside a task lets the other tasks run when there are no pidfds", function()
     local loop = require "unixipc.loop"
     ipc._nopidfd(true)
@@ -189,10 +183,6 @@ describe("found by make check", function()
     assert(loop.run())
     w:close()
     p.chan:close()
-    if atwait == 0 and KNOWN7 then
-      pending("FOUND 7: without pidfds, p:wait() in a task blocks the loop in waitpid(2)")
-      return
-    end
     assert.equal(3, atwait)
   end)
 
@@ -202,7 +192,6 @@ describe("found by make check", function()
   -- that fails reaches the caller of loop.run as "bad argument #1 to 'for
   -- iterator' (table expected, got nil)" from inside the loop, instead of
   -- the failure itself ("poll: Cannot allocate memory").
-  local KNOWN8 = true -- remove with the fix: the test then asserts it
   it("loop.run raises a failed poll(2) in the poll's own words", function()
     if not S.have("strace") or os.execute("strace -qq -o /dev/null true 2>/dev/null") ~= true then
       pending("no strace that can trace here: ENOMEM cannot be injected")
@@ -221,10 +210,6 @@ describe("found by make check", function()
       S.quote(os.getenv("LUA_CPATH") or "build/?.so;;"), S.quote(src)))
     local out = p:read("a")
     p:close()
-    if KNOWN8 and out:find("for iterator", 1, true) then
-      pending("FOUND 8: a failed poll(2) in unixipc.loop surfaces as: " .. out:gsub("\n$", ""))
-      return
-    end
     assert.matches("poll: " .. ipc.strerror(ipc.errno.ENOMEM), out, 1, true)
   end)
 end)
