@@ -7,22 +7,8 @@ local S = require "support"
 
 local E = ipc.errno
 
--- the descriptors of the program sh -c runs a child for: sh's own table
--- sh's own descriptor table (sh runs ls as its child: no pipeline, whose
--- pipes sh would hold while ls looks); tidied by fdline
-local LIST = "ls /proc/$$/fd"
-
--- "0 1 2 12 " from ls's lines, in numeric order, other lines after
-local function fdline(out)
-  local nums, rest = {}, {}
-  for line in out:gmatch("[^\n]+") do
-    if line:match("^%d+$") then nums[#nums + 1] = tonumber(line) else rest[#rest + 1] = line end
-  end
-  table.sort(nums)
-  local s = table.concat(nums, " ") .. " \n"
-  if #rest > 0 then s = s .. table.concat(rest, "\n") .. "\n" end
-  return s
-end
+-- sh's own descriptor table (support.lua)
+local LIST, fdline = S.FDLIST, S.fdline
 
 -- run body in a child whose stdout (fd 1) is a pipe; -> what it wrote, exit code
 local function captured(body)

@@ -6,22 +6,8 @@ local S = require "support"
 
 local E = ipc.errno
 
--- sh's own descriptor table, one line
--- sh's own descriptor table (sh runs ls as its child: no pipeline, whose
--- pipes sh would hold while ls looks); tidied by fdline
-local LIST = "ls /proc/$$/fd"
-
--- "0 1 2 12 " from ls's lines, in numeric order, other lines after
-local function fdline(out)
-  local nums, rest = {}, {}
-  for line in out:gmatch("[^\n]+") do
-    if line:match("^%d+$") then nums[#nums + 1] = tonumber(line) else rest[#rest + 1] = line end
-  end
-  table.sort(nums)
-  local s = table.concat(nums, " ") .. " \n"
-  if #rest > 0 then s = s .. table.concat(rest, "\n") .. "\n" end
-  return s
-end
+-- sh's own descriptor table (support.lua)
+local LIST, fdline = S.FDLIST, S.fdline
 
 describe("ipc.popen", function()
   it("sorts what the caller writes (stdin and stdout piped)", function()

@@ -5,13 +5,7 @@
 local ipc = require "unixipc"
 local S = require "support"
 
-local function readfile(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = S.readfile
 
 describe("server bench scripts", function()
   it("bench/httpka.lua answers keep-alive requests and stops on TERM", function()

@@ -19,13 +19,7 @@ local function freeport()
   return port
 end
 
-local function readfile(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = S.readfile
 
 local function exists(path)
   return os.rename(path, path) ~= nil

@@ -165,6 +165,32 @@ end
 -- UNIXIPC_SLOW=k (make valgrind sets it): a wait for something that is
 -- bound to happen, multiplied by k. Never for a timeout a test expects to
 -- expire: those stay as they are.
+-- the whole of a file, or nil when it cannot be opened
+function M.readfile(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- a shell command listing sh's own descriptor table (sh runs ls as its
+-- child: no pipeline, whose pipes sh would hold while ls looks); its
+-- output is tidied by M.fdline
+M.FDLIST = "ls /proc/$$/fd"
+
+-- "0 1 2 12 " from ls's lines, in numeric order, other lines after
+function M.fdline(out)
+  local nums, rest = {}, {}
+  for line in out:gmatch("[^\n]+") do
+    if line:match("^%d+$") then nums[#nums + 1] = tonumber(line) else rest[#rest + 1] = line end
+  end
+  table.sort(nums)
+  local s = table.concat(nums, " ") .. " \n"
+  if #rest > 0 then s = s .. table.concat(rest, "\n") .. "\n" end
+  return s
+end
+
 M.SLOW = tonumber(os.getenv("UNIXIPC_SLOW")) or 1
 function M.slow(seconds) return seconds * M.SLOW end
 
