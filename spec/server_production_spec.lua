@@ -58,11 +58,16 @@ local function get(addr)
   return body
 end
 
+-- curl's output, whether it succeeded, and what it said on stderr (a
+-- retried connect leaves a line there even when the retry answers)
 local function curl(args)
-  local p = io.popen("curl -s -S -m 10 " .. args .. " 2>&1")
+  local errfile = os.tmpname()
+  local p = io.popen("curl -s -S -m 10 " .. args .. " 2>" .. S.quote(errfile))
   local out = p:read("a")
   local ok = p:close()
-  return out, ok
+  local err = readfile(errfile) or ""
+  os.remove(errfile)
+  return out, ok, err
 end
 
 local function example(args)
@@ -107,21 +112,24 @@ describe("server.run in production", function()
       local port, path = freeport(), dir .. "/http.sock"
       local p = launch(("systemd-socket-activate -l 127.0.0.1:%d -l %s --fdname=web:local "
         .. "-E LUA_PATH -E LUA_CPATH -E ASAN_OPTIONS -E LSAN_OPTIONS -E UBSAN_OPTIONS %s 2>%s/log"):format(port, path, example("--workers 2"), dir))
+      -- whatever fails below, the server ends and is reaped (TERM, then KILL)
+      finally(function()
+        p:close(5)
+        rm()
+      end)
       -- the first connection makes systemd-socket-activate execute the server
       -- (curl retries while it is not listening yet: launch does not wait)
-      local out, ok = curl(("--retry 20 --retry-connrefused --retry-delay 1 http://127.0.0.1:%d/"):format(port))
-      assert.is_true(ok, out)
+      local out, ok, err = curl(("--retry 20 --retry-connrefused --retry-delay 1 http://127.0.0.1:%d/"):format(port))
+      assert.is_true(ok, err)
       assert.matches("^hello from pid %d+ %(master " .. p.pid .. "%)\n$", out)
-      out, ok = curl(("--unix-socket %s http://localhost/"):format(path))
-      assert.is_true(ok, out)
+      out, ok, err = curl(("--unix-socket %s http://localhost/"):format(path))
+      assert.is_true(ok, err)
       assert.matches("^hello from pid %d+ %(master " .. p.pid .. "%)\n$", out)
       assert(p:kill("TERM"))
       assert.is_true((p:wait()))
-      p.chan:close()
       local log = readfile(dir .. "/log")
       assert.matches("stopped by SIGTERM", log)
       assert.is_true(exists(path)) -- systemd's path: not the server's to remove
-      rm()
     end)
 
     it("listen = \"systemd\" without passed sockets returns nil, message, EINVAL", function()
