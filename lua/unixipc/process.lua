@@ -245,6 +245,17 @@ local IPC -- the module table this layer was installed into
 -- would never see end of stream while a later sibling lives
 local inherited = setmetatable({}, { __mode = "k" })
 
+-- forget the ends already closed. The collector would drop them only at its
+-- next cycle, and a table keeps its slots until it grows again: without
+-- this every child walked the slots of every channel closed since that
+-- cycle (bench pidfd: 3.0k -> 3.6k spawn + wait a second; CPU for 3,000 of
+-- them 978 -> 744 ms)
+local function pruneinherited()
+  for o in pairs(inherited) do
+    if o:getfd() < 0 then inherited[o] = nil end
+  end
+end
+
 -- The child's side, run by core._forkrun under a C-level pcall that always
 -- ends in _exit: 0 when this returns, 1 with the traceback on stderr.
 local function child(fn, own, other, ...)
@@ -285,6 +296,7 @@ local function spawn(fn, ...)
     error(fmt("bad argument #1 to 'spawn' (function expected, got %s)", type(fn)), 2)
   end
   if abandoned[1] then reapabandoned() end
+  pruneinherited()
   local mine, theirs, err = core.socketpair("stream")
   if not mine then return nil, theirs, err end
   local pid, msg
