@@ -368,8 +368,18 @@ static int lock_body(lua_State *L, uipc_Wait *w) {
   checkopts(L, 2, 0x3f, &op);
   kind = op.ofd ? K_OFD : K_POSIX;
   l = newlock(L, kind, owner, ref);
-  if ((err = resolve(fd, &op, &fl)) != 0 || (err = take(L, w, kind, fd, 0, &fl, &op)) != 0)
-    return lockfail(L, "fcntl", err);
+  /* a range relative to the file position or size is the one they gave
+     when the call was made: a retry after a hand-off (a task waiting for
+     the lock) takes the start resolved then, whatever another task did to
+     the position or the size meanwhile */
+  if (w->resumed && op.whence != SEEK_SET) {
+    op.whence = SEEK_SET;
+    op.start = w->aux;
+    if (op.len < 0) op.len = -op.len; /* resolve() took it once: no overflow */
+  }
+  if ((err = resolve(fd, &op, &fl)) != 0) return lockfail(L, "fcntl", err);
+  w->aux = (lua_Integer)fl.l_start;
+  if ((err = take(L, w, kind, fd, 0, &fl, &op)) != 0) return lockfail(L, "fcntl", err);
   l->fd = fd;
   l->type = op.type;
   l->pid = mypid();

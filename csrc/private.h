@@ -231,6 +231,7 @@ struct uipc_Wait {
   const uipc_Op *op;
   double deadline;   /* -1: none (yet) */
   lua_Integer done;  /* the body's progress: bytes written, a step reached */
+  lua_Integer aux;   /* a body's own value kept across a hand-off */
   int nargs;         /* the call's arguments, restored for the body */
   int resumed;       /* the body runs again after a hand-off */
 };
@@ -238,6 +239,7 @@ static inline void uipc_waitinit(lua_State *L, uipc_Wait *w, const uipc_Op *op) 
   w->op = op;
   w->deadline = -1;
   w->done = 0;
+  w->aux = 0;
   w->nargs = lua_gettop(L);
   w->resumed = 0;
 }

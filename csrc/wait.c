@@ -69,7 +69,7 @@ static int fileclosed(lua_State *L, int idx) {
 
 /*
  * The continuation of a call suspended in uipc_wait: under the waiter's
- * answer lie the call's state (nargs, deadline, done). If the call's object
+ * answer lie the call's state (nargs, deadline, done, aux). If the call's object
  * was closed while it waited (by another task), the call fails as the
  * system would on a closed descriptor; otherwise its body runs again.
  */
@@ -79,9 +79,10 @@ static int resumek(lua_State *L, int status, lua_KContext ctx) {
   uipc_Wait w;
   (void)status;
   w.op = op;
-  w.nargs = (int)lua_tointeger(L, -4);
-  w.deadline = lua_tonumber(L, -3);
-  w.done = lua_tointeger(L, -2);
+  w.nargs = (int)lua_tointeger(L, -5);
+  w.deadline = lua_tonumber(L, -4);
+  w.done = lua_tointeger(L, -3);
+  w.aux = lua_tointeger(L, -2);
   w.resumed = 1;
   lua_settop(L, w.nargs);
   if (op->closed ? op->closed(L)
@@ -100,6 +101,7 @@ static int handoff(lua_State *L, uipc_Wait *w, int fd, short events, double unti
   lua_pushinteger(L, w->nargs);
   lua_pushnumber(L, w->deadline);
   lua_pushinteger(L, w->done);
+  lua_pushinteger(L, w->aux);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &WAITERKEY);
   lua_pushinteger(L, fd);
   lua_pushstring(L, evnames[((events & POLLIN) ? 1 : 0) | ((events & POLLOUT) ? 2 : 0) |
@@ -110,7 +112,7 @@ static int handoff(lua_State *L, uipc_Wait *w, int fd, short events, double unti
     lua_pushnil(L);
   lua_callk(L, 3, 1, (lua_KContext)w->op, resumek);
   took = lua_toboolean(L, -1);
-  lua_pop(L, 4);
+  lua_pop(L, 5);
   return took;
 }
 

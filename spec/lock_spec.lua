@@ -233,6 +233,52 @@ describe("locks", function()
     f:close()
   end)
 
+  describe("a task that waits for a record lock", function()
+    -- the range relative to the position or the size is fixed when the
+    -- call is made, as the kernel fixes it for a blocking F_SETLKW: the
+    -- retries after each hand-off do not resolve it again
+    local moves = {
+      cur = function(f) f:seek("set", 100) end,            -- the position moves
+      ["end"] = function(f) f:seek("end"); f:write(("y"):rep(100)) end, -- the file grows
+    }
+    for _, whence in ipairs({ "cur", "end" }) do
+      for _, ofd in ipairs({ false, true }) do
+        it(("whence = %q%s keeps the range of the call while another task %s"):format(
+          whence, ofd and " (OFD)" or "", whence == "cur" and "seeks" or "appends"), function()
+          local loop = require "unixipc.loop"
+          local w = assert(io.open(path, "w"))
+          w:write(("x"):rep(20))
+          w:close()
+          local f = assert(ipc.open(path, "r+"))
+          local l, msg
+          finally(function()
+            if l then l:release() end
+            f:close()
+          end)
+          f:seek("set", 10)
+          -- another process holds the whole file until hold is closed
+          local pid, hold = holder(kinds[ofd and 3 or 2], path)
+          loop.spawn(function()
+            -- bytes 10 to 19 either way: position 10 + 0, or size 20 - 10
+            l, msg = ipc.lock(f, { whence = whence, start = whence == "cur" and 0 or -10, len = 10, ofd = ofd })
+          end)
+          loop.spawn(function()
+            loop.sleep(0.05) -- the first task is waiting by now
+            moves[whence](f)
+            hold:close()
+          end)
+          assert(loop.run())
+          assert.equal(0, S.wait(pid))
+          assert.is_truthy(l, msg)
+          -- seen from another process: 10-19 is held, 100-109 is free
+          assert.equal(1, trylock(path, { start = 10, len = 10 }))
+          assert.equal(0, trylock(path, { start = 100, len = 10 }))
+          assert.is_true(l:release())
+        end)
+      end
+    end
+  end)
+
   describe("flock(1) from util-linux", function()
     local function have_flock()
       local p = io.popen("command -v flock 2>/dev/null")
