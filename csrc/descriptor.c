@@ -569,12 +569,32 @@ static const luaL_Reg metamethods[] = {
   {NULL, NULL}
 };
 
+/* the directory stream of _openfds, closed by __close even when building
+   the table raises (out of memory) */
+static int dirbox_close(lua_State *L) {
+  DIR **box = (DIR **)lua_touserdata(L, 1);
+  if (box && *box) {
+    closedir(*box);
+    *box = NULL;
+  }
+  return 0;
+}
+
 /* _openfds() -> {[fd] = target}: the spec helper's leak check */
 static int ipc_openfds(lua_State *L) {
-  DIR *d = opendir("/proc/self/fd");
+  DIR **box = (DIR **)lua_newuserdatauv(L, sizeof(DIR *), 0), *d;
   struct dirent *e;
   int dfd;
-  if (!d) return uipc_failerrno(L, "opendir");
+  *box = NULL;
+  if (luaL_newmetatable(L, "unixipc.dirbox")) {
+    lua_pushcfunction(L, dirbox_close);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__close");
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_toclose(L, -1);
+  if ((d = *box = opendir("/proc/self/fd")) == NULL) return uipc_failerrno(L, "opendir");
   dfd = dirfd(d);
   lua_newtable(L);
   while ((e = readdir(d)) != NULL) {
@@ -590,8 +610,7 @@ static int ipc_openfds(lua_State *L) {
     lua_pushlstring(L, target, (size_t)n);
     lua_rawseti(L, -2, fd);
   }
-  closedir(d);
-  return 1;
+  return 1; /* the box's __close closes the directory */
 }
 
 /* _fd(value) -> the descriptor number of anything uipc_checkfd takes */
