@@ -137,13 +137,14 @@ static int sendmsg_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = checkself(L);
   struct iovec iovstack[STACKIOV], *iov = iovstack;
   int fds[SCM_MAX_FD];
+  unsigned char kinds[SCM_MAX_FD]; /* UIPC_REF_* of each entry */
   ctrlbuf ctrl;
   struct msghdr msg;
   struct ucred uc;
   struct sockaddr_storage ss;
   size_t total = 0, clen = 0;
   lua_Integer nfds = 0, niov = 0, i;
-  int flags, hascred = 0, err = 0, extra;
+  int flags, hascred = 0, err = 0, extra, foreign = 0;
   luaL_checktype(L, 2, LUA_TTABLE);
   memset(&msg, 0, sizeof msg);
   if (lua_gettop(L) > 2) lua_settop(L, 2);
@@ -201,8 +202,24 @@ static int sendmsg_body(lua_State *L, uipc_Wait *w) {
         return uipc_failmsg(L, "sendmsg", m, EINVAL);
       }
       for (i = 0; i < nfds; i++) {
+        uipc_Ref r;
         lua_rawgeti(L, 4, i + 1);
-        fds[i] = uipc_tofd(L, -1, 2, (int)i + 1, NULL);
+        fds[i] = uipc_tofd(L, -1, 2, (int)i + 1, &r);
+        lua_pop(L, 1);
+        kinds[i] = (unsigned char)r.kind;
+        if (r.kind == UIPC_REF_FOREIGN) foreign = (int)i + 1;
+      }
+      /* a foreign getfd ran Lua code, which may have closed an earlier
+         entry: its number, taken before, could by now name another file.
+         The entries before the last foreign one are read again (objects,
+         io files and integers run no Lua) and must give the same number */
+      for (i = 0; i < foreign - 1; i++) {
+        uipc_Ref r;
+        if (kinds[i] == UIPC_REF_FOREIGN) continue;
+        lua_rawgeti(L, 4, i + 1);
+        if (uipc_tofd(L, -1, 2, (int)i + 1, &r) != fds[i] || r.kind != kinds[i])
+          return uipc_argerror(L, 2, "fds[%d] changed while the descriptors were collected",
+                               (int)i + 1);
         lua_pop(L, 1);
       }
       break;

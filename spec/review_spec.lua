@@ -17,6 +17,30 @@ describe("review fixes", function()
       "bad argument #4 to 'exec' %(option 'fds' changed while it was read%)")
   end)
 
+  it("sendmsg sends no number whose object a later foreign getfd closed", function()
+    local a, b = ipc.socketpair("dgram")
+    local r, w = ipc.pipe()
+    -- the getfd closes the pipe end listed before it, then opens a file
+    -- that takes its number: without the check that number went out
+    local stranger
+    finally(function() S.closeall { a, b, r, w, stranger } end)
+    local foreign = { getfd = function()
+      r:close()
+      stranger = assert(ipc.open("/dev/null"))
+      return w:fileno()
+    end }
+    assert.error_matches(function() a:sendmsg { data = "x", fds = { r, foreign } } end,
+      "bad argument #1 to 'sendmsg' %(fds%[1%]: attempt to use a closed")
+    -- an entry the getfd replaced in the list is refused too
+    local list
+    local swap = { getfd = function() list[1] = w; return w:fileno() end }
+    list = { stranger, swap }
+    assert.error_matches(function() a:sendmsg { data = "x", fds = list } end,
+      "bad argument #1 to 'sendmsg' %(fds%[1%] changed while the descriptors were collected%)")
+    -- and nothing reached the peer
+    assert.same({}, ipc.poll({ [b] = "r" }, 0))
+  end)
+
   it("recvmsg reads a scatter list's sizes once, whatever a finalizer does to the list", function()
     local a, b = ipc.socketpair("stream")
     local sizes = { 7, 8 }
