@@ -118,7 +118,8 @@ local WAITS = {
 
 -- what each tamed call gets, and why (printed with the figures)
 local TAMED = {
-  kill = "pid: a live child of the batch or a pid no process has (never 0 or a group)",
+  kill = "pid: a live child of the batch or a pid no process has (never 0 or a group); SEGV, BUS "
+    .. "and FPE only to the pid no process has (a sanitized child reports them as its own fault)",
   ["pidfd"] = "pid: a live child of the batch or a pid no process has",
   setowner = "owner: 0, a live child of the batch or a pid no process has (SIGIO/SIGURG go there)",
   popen = "argv {\"true\"} or {\"cat\"} (cat's stdin false or a pipe), pdeathsig KILL; waited for or killed",
@@ -134,7 +135,8 @@ local TAMED = {
   ["popen.communicate"] = "timeout 0 or 10 ms", close = "grace 0 (proc, popen)",
   sleep = "1 ms", poll = "timeout 0 or 1 ms", waitpid = "nohang unless every child of the batch has ended", connect = "timeout 50 ms",
   flock = "wait false, 0 or 10 ms", lock = "wait false, 0 or 10 ms", dup2 = "never onto the harness's pipe",
-  ["signal.read"] = "timeout 0 or 1 ms", spawn = "table form gets a harmless function",
+  ["signal.read"] = "timeout 0 or 1 ms", spawn = "table form gets a harmless function; a pdeathsig of SEGV, BUS or FPE becomes KILL "
+    .. "(the batch's end sends it to a sanitized child)",
 }
 
 -- calls never made inside a task (they fork: the child would run the loop)
@@ -414,10 +416,18 @@ local function batch(seed, progress, tmp)
   end
   local PROTECT = { NOTIFY_SOCKET = true, PATH = true }
 
+  -- SEGV, BUS or FPE, by number or by name: a child of the sanitized build
+  -- that gets one from kill(2) reports it as a fault of its own
+  local FAULTS = { [ipc.signals.SEGV] = true, [ipc.signals.BUS] = true, [ipc.signals.FPE] = true }
+  local function faultsig(v)
+    local n = math.tointeger(tonumber(v))
+    if n == nil and type(v) == "string" then n = ipc.signals[(v:upper():gsub("^SIG", ""))] end
+    return n ~= nil and FAULTS[n] == true
+  end
   -- give a call that can wait a bound, or confine what reaches past the batch
   local function tame(t, argv, n, r)
     local name, m, cls = t.name, t.m, t.cls
-    if name == "kill" then argv[1] = safepid(r)
+    if name == "kill" then argv[1] = faultsig(argv[2]) and 0x7fffffff or safepid(r)
     elseif name == "pidfd" then if argv[1] == nil or numeric(argv[1]) then argv[1] = safepid(r) end
     elseif m == "setowner" then if argv[2] == nil or numeric(argv[2]) then argv[2] = r:bit() and 0 or safepid(r) end
     elseif name == "sleep" or name == "loop.sleep" then if type(argv[1]) == "number" and argv[1] >= 0 then argv[1] = 0.001 end
@@ -452,8 +462,10 @@ local function batch(seed, progress, tmp)
     elseif name == "exec.missing" then
       argv[1] = tmp .. "/missing/program"
     elseif name == "spawn" then
-      if type(argv[1]) == "table" and getmetatable(argv[1]) == nil and r:bit() then
-        argv[1][1] = r:pick({ function() end, function() error("in the child") end })
+      if type(argv[1]) == "table" and getmetatable(argv[1]) == nil then
+        if r:bit() then argv[1][1] = r:pick({ function() end, function() error("in the child") end }) end
+        -- the kernel sends pdeathsig when the batch ends: never a fault signal
+        if faultsig(argv[1].pdeathsig) then argv[1].pdeathsig = "KILL" end
       end
     elseif name == "_spawnmode" then
       -- (any string but "fork", numbers included, means clone)
