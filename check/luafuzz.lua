@@ -118,6 +118,10 @@ local WAITS = {
 
 -- what each tamed call gets, and why (printed with the figures)
 local TAMED = {
+  ["proc.kill"] = "SEGV, BUS or FPE becomes TERM (its child is of the sanitized build)",
+  ["popen.kill"] = "SEGV, BUS or FPE becomes TERM",
+  ["pidfd.kill"] = "SEGV, BUS or FPE becomes TERM (the handle may name a child of the batch)",
+  setasync = "a signal of SEGV, BUS or FPE is dropped (the owner may be a child of the batch)",
   kill = "pid: a live child of the batch or a pid no process has (never 0 or a group); SEGV, BUS "
     .. "and FPE only to the pid no process has (a sanitized child reports them as its own fault)",
   ["pidfd"] = "pid: a live child of the batch or a pid no process has",
@@ -430,6 +434,10 @@ local function batch(seed, progress, tmp)
     if name == "kill" then argv[1] = faultsig(argv[2]) and 0x7fffffff or safepid(r)
     elseif name == "pidfd" then if argv[1] == nil or numeric(argv[1]) then argv[1] = safepid(r) end
     elseif m == "setowner" then if argv[2] == nil or numeric(argv[2]) then argv[2] = r:bit() and 0 or safepid(r) end
+    -- p:kill, c:kill, h:kill signal a child of the batch, and setasync's
+    -- signal goes to an owner that may be one: never a fault signal
+    elseif m == "kill" then if faultsig(argv[2]) then argv[2] = "TERM" end
+    elseif m == "setasync" then if faultsig(argv[3]) then argv[3] = nil end
     elseif name == "sleep" or name == "loop.sleep" then if type(argv[1]) == "number" and argv[1] >= 0 then argv[1] = 0.001 end
     elseif name == "poll" then argv[2] = r:pick({ 0, 0.001 })
     elseif name == "waitpid" then
