@@ -39,20 +39,14 @@ static int ipc_eventfd(lua_State *L) {
   return 1;
 }
 
-/* inside a task the call must get EAGAIN rather than block in read(2):
-   the object keeps behaving as blocking (uipc_block waits it out) */
-static void taskmode(lua_State *L, uipc_Fd *o) {
-  if (!uipc_intask(L)) return;
-  uipc_nbresolve(o);
-  if (!o->onb) uipc_setnb(o, 1);
-}
-
 /* e:take() -> n: the whole count (counter mode) or 1 (semaphore mode),
    waiting while the counter is 0. A count above math.maxinteger (only
    reachable by adding twice that much) comes back as a float. */
 static int take_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checkkind(L, 1, UIPC_KIND_EVENTFD);
-  taskmode(L, o);
+  /* inside a task, EAGAIN rather than a read(2) or write(2) that blocks:
+     the object keeps behaving as blocking (uipc_block waits it out) */
+  if (uipc_intask(L)) uipc_tasknb(o);
   for (;;) {
     uint64_t v;
     int err;
@@ -74,7 +68,9 @@ static int take_body(lua_State *L, uipc_Wait *w) {
 static int add_body(lua_State *L, uipc_Wait *w) {
   uipc_Fd *o = uipc_checkkind(L, 1, UIPC_KIND_EVENTFD);
   uint64_t v = (uint64_t)uipc_optint(L, 2, 1, 0, LUA_MAXINTEGER, "n");
-  taskmode(L, o);
+  /* inside a task, EAGAIN rather than a read(2) or write(2) that blocks:
+     the object keeps behaving as blocking (uipc_block waits it out) */
+  if (uipc_intask(L)) uipc_tasknb(o);
   for (;;) {
     int err;
     ssize_t r = write(o->fd, &v, sizeof v);

@@ -49,10 +49,10 @@ local function isowner(self)
   return self._owner == core.getpid()
 end
 
-local function checktimeout(t, fname)
+local function checktimeout(t, fname, argn)
   if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
-    error(fmt("bad argument #1 to '%s' (timeout must be a non-negative number of seconds, got %s)",
-      fname, type(t) == "number" and tostring(t) or type(t)), 3)
+    error(fmt("bad argument #%d to '%s' (timeout must be a non-negative number of seconds, got %s)",
+      argn or 1, fname, type(t) == "number" and tostring(t) or type(t)), 3)
   end
 end
 
@@ -280,7 +280,7 @@ local SPAWN = { pdeathsig = true, setsid = true, cwd = true, fds = true }
 -- (descriptors put at given numbers in the child; the others stay, its
 -- Lua objects name them). A step that fails is spawn's nil, msg, errno.
 local function spawn(fn, ...)
-  local opts, args = nil, nil
+  local opts = nil
   if type(fn) == "table" and not callable(fn) and callable(fn[1]) then
     opts = fn
     for k in pairs(opts) do
@@ -291,7 +291,6 @@ local function spawn(fn, ...)
       end
     end
     fn = opts[1]
-    args = { n = #opts - 1, table.unpack(opts, 2) }
   elseif not callable(fn) then
     error(fmt("bad argument #1 to 'spawn' (function expected, got %s)", type(fn)), 2)
   end
@@ -303,7 +302,7 @@ local function spawn(fn, ...)
   if opts then
     local plan = { pdeathsig = opts.pdeathsig, setsid = opts.setsid, cwd = opts.cwd, fds = opts.fds }
     local ok, r1, r2, r3 = pcall(core._forkrunx, plan, child, fn, theirs, mine,
-      table.unpack(args, 1, args.n))
+      table.unpack(opts, 2, #opts))
     if not ok then -- misuse: nothing may stay open
       mine:close()
       theirs:close()
@@ -499,10 +498,7 @@ function Popen:communicate(input, timeout)
   if input ~= nil and type(input) ~= "string" then
     error(fmt("bad argument #1 to 'communicate' (input must be a string or nil, got %s)", type(input)), 2)
   end
-  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-    error(fmt("bad argument #2 to 'communicate' (timeout must be a non-negative number of seconds, got %s)",
-      type(timeout) == "number" and tostring(timeout) or type(timeout)), 2)
-  end
+  checktimeout(timeout, "communicate", 2)
   local st = self._comm
   if not st then
     if input and input ~= "" and not self.stdin then
